@@ -1,0 +1,1 @@
+"""Package data: spark.lark, the grammar of the .spark language."""

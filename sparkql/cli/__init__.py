@@ -1,0 +1,1 @@
+"""The sparkql command line."""

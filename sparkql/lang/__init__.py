@@ -1,0 +1,1 @@
+"""The .spark language: grammar -> AST -> resolved Study. Never imports torch."""

@@ -1,0 +1,328 @@
+"""The plan: a DAG of typed, content-addressed steps.
+
+This module is the contract between the compiler (which builds steps from a
+resolved Study) and the runtime (which executes them). The runtime never sees
+the study text or the AST, only these objects.
+
+Each step's ``key`` is the sha256 of the canonical JSON of its kind, its
+``spec`` (with the keys of the steps it depends on in place of their content)
+and :data:`KEY_VERSION`. ``exec`` options (device, memory budget, backend,
+batch size) are deliberately *not* part of the key: they change how a result
+is computed, not what it means, so a result computed on a GPU is reused on a
+CPU and vice versa.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from sparkql.errors import Span
+
+KEY_VERSION = 1
+"""Bump when the meaning of any step's result changes, so old results are not reused."""
+
+StepKind = Literal[
+    "load_model", "circuit", "diff", "heads", "cohort", "intervene", "generate", "grade", "aggregate"
+]
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ModelRef(Frozen):
+    """One concrete model (a single HF directory, or one checkpoint of a series)."""
+
+    name: str
+    """The name declared in the study (``model ckpt = ...``)."""
+    label: str
+    """Human label: ``base`` or ``ckpt[step=200]``."""
+    path: str
+    """Absolute path of the HF directory, or ``zoo:<series>/checkpoint-N`` for a zoo model."""
+    step: int | None = None
+    """Training step of a checkpoint (the integer in its directory name)."""
+    index: int | None = None
+    """Position in the series (0-based), None for a single model."""
+    series_len: int | None = None
+    """Number of checkpoints in the series this model belongs to."""
+    fingerprint: str
+    """Identifies the weights (config hash and weight files' sizes; zoo recipe hash)."""
+    model_id: str
+    """Stable id used in the store: sha256 of path and fingerprint, 16 hex chars."""
+
+
+class ModelShape(Frozen):
+    """What the compiler could read from config.json (None when the directory does not exist yet)."""
+
+    architecture: str
+    n_layers: int
+    n_heads: int
+    n_kv_heads: int
+    head_dim: int
+    hidden_size: int
+
+
+class DatasetRef(Frozen):
+    """A dataset file with its role mapping."""
+
+    name: str
+    """Declared or builtin name (``aime24``)."""
+    path: str
+    """Absolute path of the file."""
+    format: Literal["jsonl", "json", "csv", "parquet"]
+    roles: dict[str, str]
+    """role -> field name; roles: problem, answer, clean, corrupt, id, choices."""
+    builtin: bool = False
+    grader: Literal["math", "gsm8k", "triviaqa", "gpqa", "exact"] = "math"
+    """How completions are graded."""
+    fingerprint: str
+    """sha256 of the file's bytes (datasets are small) so an edited file is recomputed."""
+
+
+class CircuitParams(Frozen):
+    """EAP-IG options (DESIGN.md 4)."""
+
+    method: Literal["eap_ig"] = "eap_ig"
+    ig_steps: int = 100
+    top_n: int = 5000
+    tau: float = 0.1
+    metric: Literal["kl", "logit_diff", "prob"] = "kl"
+    corrupt: Literal["pairs", "digits", "shuffle"] = "digits"
+    prefix: str | None = None
+    """Literal answer opening appended to the prompt; None for none. Ignored when ``prefix_sample`` > 0."""
+    prefix_sample: int = 0
+    """>0: take the model's own greedy opening of this many tokens (``prefix = sample``)."""
+    max_tokens: int | None = None
+    """Truncate prompts to this many tokens (None: no limit)."""
+    examples: int | None = None
+    """Use only the first N usable examples (None: all)."""
+    think: bool = True
+    """Chat-template thinking on/off."""
+    system: str | None = None
+    """Optional system prompt."""
+    seed: int = 0
+    dtype: Literal["fp64", "fp32", "bf16", "fp16", "auto"] = "auto"
+
+
+class SamplingParams(Frozen):
+    """Every generation field, explicit (DESIGN.md 5)."""
+
+    n: int = 4
+    temperature: float = 0.6
+    top_p: float = 0.95
+    top_k: int = 0
+    """0 disables top-k."""
+    min_p: float = 0.0
+    max_tokens: int = 32768
+    seed: int = 0
+
+
+class HeadExpr(Frozen):
+    """A head-set expression, evaluated per model at run time.
+
+    op = ``circuit``: the heads of circuit step ``ref`` (score: head score of DESIGN.md 4.4);
+    op = ``set``: the head set produced by step ``ref``;
+    op = ``literal``: ``heads`` ([layer, head] pairs, score 0);
+    op = ``union`` | ``intersect`` | ``minus``: of ``args``. Scores come from the left-most
+    operand that has the head.
+    """
+
+    op: Literal["circuit", "set", "literal", "union", "intersect", "minus"]
+    ref: str | None = None
+    heads: list[tuple[int, int]] = Field(default_factory=list)
+    args: list["HeadExpr"] = Field(default_factory=list)
+
+
+class LoadModelSpec(Frozen):
+    """Register a model: check its architecture is supported, record its shape in ``models``.
+    Zoo models (``zoo:`` paths) are built here when missing."""
+
+    kind: Literal["load_model"] = "load_model"
+    model: ModelRef
+    dtype: Literal["fp64", "fp32", "bf16", "fp16", "auto"] = "auto"
+
+
+class CircuitSpec(Frozen):
+    """EAP-IG on one model and dataset -> ``circuits``, ``edges``, ``nodes``."""
+
+    kind: Literal["circuit"] = "circuit"
+    model: ModelRef
+    dataset: DatasetRef
+    params: CircuitParams
+
+
+class HeadSetSpec(Frozen):
+    """A named head set of one model -> ``head_sets`` rows (``set_key`` = this step's key).
+    kind ``diff`` is the emergent set (model circuit minus base circuit), ``heads`` anything else."""
+
+    kind: Literal["diff", "heads"]
+    name: str
+    model: ModelRef
+    expr: HeadExpr
+    top_k: int | None = None
+    """Keep only the K highest-scoring heads (None: all)."""
+
+
+class CohortMember(Frozen):
+    model: ModelRef
+    set_key: str
+    """Step key of the emergent set of this checkpoint."""
+    circuit_key: str
+    """Step key of this checkpoint's circuit."""
+
+
+class CohortSpec(Frozen):
+    """Cohort analysis of an emergent set across a checkpoint series (DESIGN.md 1.3)."""
+
+    kind: Literal["cohort"] = "cohort"
+    name: str
+    """The emergent set's name."""
+    series: list[CohortMember]
+    """Ordered by step."""
+    base: ModelRef
+    base_circuit_key: str
+
+
+class InterveneSpec(Frozen):
+    """An intervention variant: resolves its concrete heads (from sets, at run time) into ``variants``.
+    Weights are edited by the generate steps that use the variant."""
+
+    kind: Literal["intervene"] = "intervene"
+    variant: str
+    """Variant label, e.g. ``ablate emergent top 10``."""
+    model: ModelRef
+    """The model whose heads are edited."""
+    op: Literal["ablate", "scale"]
+    factor: float = 0.0
+    """Scale factor (0 for ablate)."""
+    heads: HeadExpr
+    """Evaluated against the set steps' results; for a set found in several models and applied
+    to another, the union over those models with each head's max score."""
+    top_k: int | None = None
+
+
+class GenerateSpec(Frozen):
+    """Sample completions of one (model, variant) on one dataset -> ``evals``, ``samples``."""
+
+    kind: Literal["generate"] = "generate"
+    model: ModelRef
+    variant_key: str | None = None
+    """Key of the intervene step, None for the intact model."""
+    variant: str = "intact"
+    dataset: DatasetRef
+    sampling: SamplingParams
+    think: bool = True
+    system: str | None = None
+    instruction: str = "Let's think step by step and output the final answer within \\boxed{}."
+    examples: int | None = None
+    """Use only the first N problems (None: all)."""
+    dtype: Literal["fp64", "fp32", "bf16", "fp16", "auto"] = "auto"
+
+
+class GradeSpec(Frozen):
+    """Grade the samples of a generate step (fills ``extracted``, ``status``, ``correct``)."""
+
+    kind: Literal["grade"] = "grade"
+    generate_key: str
+    grader: Literal["math", "gsm8k", "triviaqa", "gpqa", "exact"] = "math"
+    think: bool = True
+    seed: int = 0
+    """Seed of the GPQA option shuffle."""
+
+
+class AggregateSpec(Frozen):
+    """pass@k, success@k and accuracy of a graded eval -> ``metrics``."""
+
+    kind: Literal["aggregate"] = "aggregate"
+    generate_key: str
+    grade_key: str
+    ks: list[int]
+    bootstrap: int = 1000
+    seed: int = 0
+
+
+StepSpec = Annotated[
+    Union[
+        LoadModelSpec, CircuitSpec, HeadSetSpec, CohortSpec, InterveneSpec, GenerateSpec, GradeSpec, AggregateSpec
+    ],
+    Field(discriminator="kind"),
+]
+
+
+class ExecOptions(Frozen):
+    """How to run a step. Not part of the key."""
+
+    device: Literal["cpu", "cuda", "auto"] = "auto"
+    memory: str | None = None
+    """Memory budget for fused IG batching, e.g. ``8GiB`` (None: a safe share of free memory)."""
+    backend: Literal["transformers", "vllm", "auto"] = "auto"
+    batch_size: int | None = None
+
+
+class Cost(Frozen):
+    """Rough cost estimate shown by ``sparkql plan``."""
+
+    forward_backward: int = 0
+    """Forward+backward passes (per example-step of IG)."""
+    forward: int = 0
+    tokens: int = 0
+    """Tokens to generate (upper bound: max_tokens x samples x problems)."""
+
+
+class Step(Frozen):
+    key: str
+    """Content address (see module doc)."""
+    kind: StepKind
+    label: str
+    """One line for humans: ``circuit aime24 on ckpt[step=200]``."""
+    deps: list[str] = Field(default_factory=list)
+    """Keys of the steps whose results this step reads."""
+    spec: StepSpec
+    exec: ExecOptions = ExecOptions()
+    cost: Cost = Cost()
+    span: Span | None = None
+    """The statement that produced this step."""
+
+
+class Plan(Frozen):
+    study: str
+    """Path (or ``<text>``) of the study."""
+    steps: list[Step]
+    """Topologically ordered: every dep comes before the step that needs it."""
+    backend: str = "transformers"
+    """Generation backend the plan chose (``auto`` resolved on this machine)."""
+
+    def by_key(self) -> dict[str, Step]:
+        return {s.key: s for s in self.steps}
+
+
+def canonical_json(obj) -> str:
+    """Canonical JSON: sorted keys, no whitespace, floats as repr."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+_PRESENTATION_ONLY = ("name", "label", "index", "series_len")
+
+
+def _identity(obj):
+    """Drop the fields of model references that only present a model (its study-local name,
+    label, position in a series): a checkpoint's results stay valid when the study renames it
+    or when the series grows."""
+    if isinstance(obj, dict):
+        is_model_ref = "model_id" in obj and "fingerprint" in obj
+        return {
+            k: _identity(v) for k, v in obj.items() if not (is_model_ref and k in _PRESENTATION_ONLY)
+        }
+    if isinstance(obj, list):
+        return [_identity(v) for v in obj]
+    return obj
+
+
+def step_key(kind: str, spec: BaseModel) -> str:
+    """Content address of a step: sha256 over kind, spec (identity fields only) and KEY_VERSION."""
+    payload = {"v": KEY_VERSION, "kind": kind, "spec": _identity(spec.model_dump(mode="json"))}
+    return hashlib.sha256(canonical_json(payload).encode()).hexdigest()
