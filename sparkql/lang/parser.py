@@ -1,0 +1,331 @@
+"""Text -> AST: Lark (LALR, positions on every node) and a transformer into sparkql.lang.ast.
+
+Lark's errors become SparkErrors with the offending token's span and a hint
+in the language's own words ("expected a statement keyword: model, dataset,
+..."), never Lark's terminal names.
+"""
+
+from __future__ import annotations
+
+import functools
+from importlib import resources
+
+from lark import Lark, Token, Transformer, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
+
+from sparkql.errors import Span, SparkError
+from sparkql.lang import ast as A
+
+KEYWORDS = ["model", "dataset", "set", "circuit", "cohort", "ablate", "scale", "heads", "eval", "think"]
+
+# Lark terminal name -> how a user would call it.
+_TERMINAL_WORDS = {
+    "NAME": "a name",
+    "STRING": 'a "string"',
+    "INT": "a whole number",
+    "SIGNED_INT": "a whole number",
+    "SIGNED_NUMBER": "a number",
+    "HEAD": "a head like L5H1",
+    "METRIC": "a metric like pass@k",
+    "_EQ": "'='",
+    "_COMMA": "','",
+    "_LPAR": "'('",
+    "_RPAR": "')'",
+    "_LSQB": "'['",
+    "_RSQB": "']'",
+    "_LBRACE": "'{'",
+    "_RBRACE": "'}'",
+    "_PIPE": "'|'",
+    "_AMP": "'&'",
+    "_MINUS": "'-'",
+    "_STAR": "'*'",
+    "_COLON": "':'",
+    "SEMICOLON": "';'",
+    "_NL": "end of line",
+    "$END": "end of file",
+}
+
+
+@functools.lru_cache(maxsize=1)
+def grammar_text() -> str:
+    return resources.files("sparkql.grammar").joinpath("spark.lark").read_text(encoding="utf-8")
+
+
+@functools.lru_cache(maxsize=1)
+def lark_parser() -> Lark:
+    # cache=True stores the compiled LALR tables in the temp dir (keyed by grammar hash):
+    # it keeps `sparkql check` well under its start-time budget.
+    return Lark(grammar_text(), parser="lalr", propagate_positions=True, maybe_placeholders=True, cache=True)
+
+
+def span_of(meta_or_token) -> Span:
+    m = meta_or_token
+    return Span(
+        line=m.line, column=m.column, end_line=m.end_line, end_column=m.end_column,
+        start_pos=m.start_pos, end_pos=m.end_pos,
+    )
+
+
+def _tok_span(tok: Token) -> Span:
+    return span_of(tok)
+
+
+def _unquote(s: str) -> str:
+    body = s[1:-1]
+    out, i = [], 0
+    escapes = {"n": "\n", "t": "\t", '"': '"', "\\": "\\"}
+    while i < len(body):
+        c = body[i]
+        if c == "\\" and i + 1 < len(body):
+            nxt = body[i + 1]
+            out.append(escapes.get(nxt, "\\" + nxt))
+            i += 2
+        else:
+            out.append(c)
+            i += 1
+    return "".join(out)
+
+
+def _ident(tok: Token) -> A.Ident:
+    return A.Ident(name=str(tok), span=_tok_span(tok))
+
+
+def _head(tok: Token) -> A.HeadLit:
+    text = str(tok)[1:]
+    layer, head = text.split("H")
+    return A.HeadLit(layer=int(layer), head=int(head), span=_tok_span(tok))
+
+
+def _num(tok: Token) -> A.Number:
+    text = str(tok)
+    is_int = all(ch.isdigit() or ch in "+-" for ch in text)
+    value = int(text) if is_int else float(text)
+    return A.Number(value=value, text=text.lstrip("+"), span=_tok_span(tok))
+
+
+@v_args(meta=True)
+class _Builder(Transformer):
+    """Parse tree -> AST. Every node gets the span of the text it came from."""
+
+    def start(self, meta, items):
+        stmts = [s for s in items if s is not None]
+        return A.StudyAst(statements=stmts, span=span_of(meta) if not meta.empty else None)
+
+    # values
+    def number(self, meta, items):
+        return _num(items[0])
+
+    def string(self, meta, items):
+        return A.String(value=_unquote(str(items[0])), span=_tok_span(items[0]))
+
+    def ident(self, meta, items):
+        return A.Word(value=str(items[0]), span=_tok_span(items[0]))
+
+    def list(self, meta, items):
+        return A.ListValue(items=[v for v in items if v is not None], span=span_of(meta))
+
+    def option(self, meta, items):
+        key, value = items
+        return A.Option(key=_ident(key), value=value, span=span_of(meta))
+
+    def with_clause(self, meta, items):
+        return list(items)
+
+    # selectors
+    def sel_all(self, meta, items):
+        return A.Selector(kind="all", span=span_of(meta))
+
+    def sel_index(self, meta, items):
+        return A.Selector(kind="index", index=int(items[0]), span=span_of(meta))
+
+    def sel_slice(self, meta, items):
+        start, stop = items
+        return A.Selector(
+            kind="slice", start=None if start is None else int(start), stop=None if stop is None else int(stop),
+            span=span_of(meta),
+        )
+
+    def sel_step(self, meta, items):
+        return A.Selector(kind="step", step=int(items[0]), span=span_of(meta))
+
+    def model_sel(self, meta, items):
+        name, sel = items
+        return A.ModelSel(name=_ident(name), selector=sel, span=span_of(meta))
+
+    def set_ref(self, meta, items):
+        name, sel = items
+        return A.SetRef(name=_ident(name), selector=sel, span=span_of(meta))
+
+    # statements
+    def model_stmt(self, meta, items):
+        name, path, opts = items
+        return A.ModelStmt(name=_ident(name), path=self.string(meta, [path]), options=opts or [], span=span_of(meta))
+
+    def role_binding(self, meta, items):
+        role, field = items
+        return A.RoleBinding(role=_ident(role), field=self.string(meta, [field]), span=span_of(meta))
+
+    def role_list(self, meta, items):
+        return [r for r in items if r is not None]
+
+    def dataset_stmt(self, meta, items):
+        name, path, roles, opts = items
+        return A.DatasetStmt(
+            name=_ident(name), path=self.string(meta, [path]), roles=roles or [], options=opts or [], span=span_of(meta)
+        )
+
+    def set_stmt(self, meta, items):
+        key, value = items
+        return A.SetStmt(key=_ident(key), value=value, span=span_of(meta))
+
+    def diff_clause(self, meta, items):
+        return items[0]
+
+    def using_clause(self, meta, items):
+        method, *args = items
+        return A.Using(method=_ident(method), args=[a for a in args if a is not None], span=span_of(meta))
+
+    def as_clause(self, meta, items):
+        return _ident(items[0])
+
+    def circuit_stmt(self, meta, items):
+        dataset, model, diff, using, alias, opts = items
+        return A.CircuitStmt(
+            dataset=_ident(dataset), model=model, diff=diff, using=using, alias=alias, options=opts or [],
+            span=span_of(meta),
+        )
+
+    def cohort_stmt(self, meta, items):
+        name, opts = items
+        return A.CohortStmt(set=_ident(name), options=opts or [], span=span_of(meta))
+
+    def top_clause(self, meta, items):
+        return int(items[0])
+
+    def on_clause(self, meta, items):
+        return items[0]
+
+    def head_list(self, meta, items):
+        return [_head(t) for t in items]
+
+    def set_source(self, meta, items):
+        ref, top = items
+        return A.HeadSource(set=ref, top=top, span=span_of(meta))
+
+    def literal_source(self, meta, items):
+        return A.HeadSource(heads=items[0], span=span_of(meta))
+
+    def ablate_stmt(self, meta, items):
+        source, target, alias, opts = items
+        return A.AblateStmt(source=source, target=target, alias=alias, options=opts or [], span=span_of(meta))
+
+    def scale_stmt(self, meta, items):
+        source, factor, target, alias, opts = items
+        return A.ScaleStmt(
+            source=source, factor=factor, target=target, alias=alias, options=opts or [], span=span_of(meta)
+        )
+
+    def heads_stmt(self, meta, items):
+        name, expr = items
+        return A.HeadsStmt(name=_ident(name), expr=expr, span=span_of(meta))
+
+    def set_name(self, meta, items):
+        return A.SetName(ref=items[0], span=span_of(meta))
+
+    def set_literal(self, meta, items):
+        return A.SetLiteral(heads=items[0] or [], span=span_of(meta))
+
+    def _op(self, op, meta, items):
+        left, right = items
+        return A.SetOp(op=op, left=left, right=right, span=span_of(meta))
+
+    def union(self, meta, items):
+        return self._op("union", meta, items)
+
+    def intersect(self, meta, items):
+        return self._op("intersect", meta, items)
+
+    def minus(self, meta, items):
+        return self._op("minus", meta, items)
+
+    def eval_on(self, meta, items):
+        return [_ident(t) for t in items]
+
+    def eval_for(self, meta, items):
+        return list(items)
+
+    def eval_stmt(self, meta, items):
+        metric, on, for_, opts = items
+        return A.EvalStmt(
+            metric=_ident(metric) if metric is not None else None, datasets=on or [], targets=for_ or [],
+            options=opts or [], span=span_of(meta),
+        )
+
+    def think_stmt(self, meta, items):
+        return A.ThinkStmt(mode=_ident(items[0]), span=span_of(meta))
+
+
+def _expected_words(expected: set[str]) -> str:
+    words = []
+    keywords = sorted(e.strip('"').lower() for e in expected if e.isupper() and e not in _TERMINAL_WORDS and not e.startswith("_") and e not in ("WS", "COMMENT"))
+    for e in sorted(expected):
+        if e in _TERMINAL_WORDS:
+            words.append(_TERMINAL_WORDS[e])
+    words = sorted(set(words))
+    kw = [k for k in keywords if k]
+    parts = []
+    if kw:
+        parts.append("keyword " + ", ".join(f"'{k}'" for k in kw))
+    parts.extend(words)
+    return ", ".join(parts[:8])
+
+
+def _lark_error(e: UnexpectedInput, text: str) -> SparkError:
+    line, col = e.line, e.column
+    if isinstance(e, UnexpectedCharacters):
+        ch = text[e.pos_in_stream] if e.pos_in_stream < len(text) else ""
+        span = Span(line=line, column=col, end_line=line, end_column=col + 1, start_pos=e.pos_in_stream, end_pos=e.pos_in_stream + 1)
+        if ch == '"':
+            return SparkError("unterminated string", span=span, hint='close the string with " on the same line')
+        hint = None
+        if ch == "@":
+            hint = "the metric is written pass@k"
+        return SparkError(f"unexpected character {ch!r}", span=span, hint=hint)
+    if isinstance(e, UnexpectedToken):
+        tok = e.token
+        if tok.type == "$END":
+            n_lines = text.count("\n") + 1
+            last = text.splitlines()[-1] if text.splitlines() else ""
+            span = Span(line=n_lines, column=len(last) + 1, end_line=n_lines, end_column=len(last) + 2,
+                        start_pos=len(text), end_pos=len(text))
+            return SparkError("unexpected end of study", span=span, hint="expected " + _expected_words(e.expected))
+        span = _tok_span(tok)
+        if span.end_line != span.line:  # newline tokens: point at the line end
+            span = Span(line=span.line, column=span.column, end_line=span.line, end_column=span.column + 1,
+                        start_pos=span.start_pos, end_pos=span.start_pos + 1)
+        shown = "end of line" if tok.type == "_NL" else repr(str(tok))
+        expected = e.expected
+        hint = "expected " + _expected_words(expected)
+        if tok.type == "NAME" and e.state is not None and any(k.upper() in expected for k in KEYWORDS) and str(tok) not in KEYWORDS:
+            from sparkql.errors import did_you_mean
+
+            guess = did_you_mean(str(tok), KEYWORDS)
+            hint = f"a statement starts with one of: {', '.join(KEYWORDS)}" + (f"; {guess}" if guess else "")
+        return SparkError(f"unexpected {shown}", span=span, hint=hint)
+    if isinstance(e, UnexpectedEOF):
+        return SparkError("unexpected end of study", hint="expected " + _expected_words(set(e.expected)))
+    return SparkError(str(e))  # pragma: no cover
+
+
+def parse(text: str, file: str | None = None) -> A.StudyAst:
+    """Parse study text into an AST; SparkError (with file, span and source) on any mistake."""
+    try:
+        tree = lark_parser().parse(text)
+        return _Builder().transform(tree)
+    except UnexpectedInput as e:
+        raise _lark_error(e, text).with_source(file, text) from None
+    except VisitError as e:  # an error raised while building the AST: unwrap it
+        inner = e.orig_exc
+        if isinstance(inner, SparkError):
+            raise inner.with_source(file, text) from None
+        raise
