@@ -2,14 +2,17 @@
 
 Names and columns listed in DESIGN.md are a public contract: users' SQL
 relies on them. Add columns beside them, never rename. Bump SCHEMA_VERSION
-and add a migration in ``migrations.py`` for every change.
+and add a migration in ``migrations.py`` for every change: a fresh store is
+created from :data:`TABLES` (always the latest shape), an older one is
+brought up to date by the migrations, and both must end up identical
+(``tests/store/test_schema.py`` checks it).
 
 Ids: ``model_id`` is ModelRef.model_id; ``circuit_id``, ``set_key``,
 ``variant_id`` and ``eval_id`` are the keys of the plan steps that produced
 them (content addresses), so the same work in two studies is one row.
 """
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 TABLES: dict[str, str] = {
     "meta": """
@@ -27,7 +30,11 @@ TABLES: dict[str, str] = {
             status VARCHAR,            -- running | done | failed | interrupted
             sparkql_version VARCHAR,
             host VARCHAR,
-            pid INTEGER
+            pid INTEGER,
+            error VARCHAR,             -- v2: why a run failed
+            n_steps INTEGER,           -- v2: steps in the plan
+            n_cached INTEGER,          -- v2: steps already complete when the run started
+            n_done INTEGER             -- v2: steps this run completed
         )""",
     "steps": """
         CREATE TABLE IF NOT EXISTS steps (
@@ -37,7 +44,8 @@ TABLES: dict[str, str] = {
             run_id VARCHAR,            -- the run that completed it
             completed_at TIMESTAMP,
             seconds DOUBLE,
-            summary JSON
+            summary JSON,
+            started_at TIMESTAMP       -- v2
         )""",
     "models": """
         CREATE TABLE IF NOT EXISTS models (
@@ -51,7 +59,9 @@ TABLES: dict[str, str] = {
             n_heads INTEGER,
             n_kv_heads INTEGER,
             head_dim INTEGER,
-            fingerprint VARCHAR
+            fingerprint VARCHAR,
+            dir VARCHAR,               -- v2: resolved local directory (zoo models: the built dir)
+            hidden_size INTEGER        -- v2
         )""",
     "circuits": """
         CREATE TABLE IF NOT EXISTS circuits (
@@ -102,7 +112,8 @@ TABLES: dict[str, str] = {
             layer INTEGER,
             head INTEGER,
             score DOUBLE,
-            rank INTEGER               -- 1 = highest score
+            rank INTEGER,              -- 1 = highest score
+            kind VARCHAR               -- v2: diff (emergent: circuit minus base) | heads
         )""",
     "cohort_checkpoints": """
         CREATE TABLE IF NOT EXISTS cohort_checkpoints (
@@ -113,7 +124,23 @@ TABLES: dict[str, str] = {
             n_active INTEGER,          -- heads of the checkpoint's circuit
             newly_activated INTEGER,   -- emergent heads (in circuit, not in base circuit)
             maintained INTEGER,        -- base circuit heads still in the circuit
-            reward DOUBLE              -- reward (or loss) at this step from trainer_state.json
+            reward DOUBLE,             -- reward (or loss) at this step from trainer_state.json
+            idx INTEGER,               -- v2: position in the series (0-based)
+            circuit_id VARCHAR,        -- v2: the checkpoint's circuit
+            reward_key VARCHAR,        -- v2: log_history key the reward was read from
+            n_base INTEGER             -- v2: heads of the base circuit
+        )""",
+    "cohort_members": """
+        CREATE TABLE IF NOT EXISTS cohort_members (   -- v2: the series a cohort step analysed
+            cohort_key VARCHAR,
+            set_name VARCHAR,
+            idx INTEGER,               -- position in the series (0-based)
+            model_id VARCHAR,
+            step INTEGER,              -- checkpoint step (NULL: unknown, idx is used)
+            circuit_id VARCHAR,        -- the checkpoint's circuit
+            set_key VARCHAR,           -- the checkpoint's emergent set
+            base_model_id VARCHAR,
+            base_circuit_id VARCHAR
         )""",
     "cohort_heads": """
         CREATE TABLE IF NOT EXISTS cohort_heads (
@@ -123,7 +150,9 @@ TABLES: dict[str, str] = {
             head INTEGER,
             cohort INTEGER,            -- first checkpoint step where the head emerged
             activation_frequency DOUBLE,
-            survives BOOLEAN           -- emergent at the final checkpoint
+            survives BOOLEAN,          -- emergent at the final checkpoint
+            origin VARCHAR,            -- v2: emergent | base (base heads: cohort NULL, frequency = share maintained)
+            n_active INTEGER           -- v2: checkpoints where the head is in the circuit
         )""",
     "rewards": """
         CREATE TABLE IF NOT EXISTS rewards (
@@ -183,4 +212,133 @@ TABLES: dict[str, str] = {
             value DOUBLE,
             stderr DOUBLE
         )""",
+}
+
+
+# Tables whose rows belong to the step that wrote them: the id column holds that step's key.
+# Before writing a step's results the executor deletes the rows it wrote before (a step rerun
+# after its completion mark was removed), so a rerun never duplicates rows.
+OWNER_COLUMNS: dict[str, str] = {
+    "circuits": "circuit_id",
+    "edges": "circuit_id",
+    "nodes": "circuit_id",
+    "head_sets": "set_key",
+    "cohort_members": "cohort_key",
+    "cohort_checkpoints": "cohort_key",
+    "cohort_heads": "cohort_key",
+    "variants": "variant_id",
+    "evals": "eval_id",
+}
+
+# ART indexes cost on every insert; they pay only for point lookups on small-to-medium
+# tables. ``edges`` deliberately has none: rows arrive one circuit at a time, so DuckDB's
+# per-row-group min/max (zonemaps) already skip every other circuit on ``circuit_id = ?``.
+INDEXES: dict[str, str] = {
+    "idx_nodes_circuit": "CREATE INDEX IF NOT EXISTS idx_nodes_circuit ON nodes (circuit_id)",
+    "idx_head_sets_key": "CREATE INDEX IF NOT EXISTS idx_head_sets_key ON head_sets (set_key)",
+    "idx_rewards_model": "CREATE INDEX IF NOT EXISTS idx_rewards_model ON rewards (model_id)",
+    "idx_metrics_eval": "CREATE INDEX IF NOT EXISTS idx_metrics_eval ON metrics (eval_id)",
+}
+
+# Views are recreated (CREATE OR REPLACE) every time a writer opens the store, so they are
+# always those of this build. The cohort views compute live from ``cohort_members`` and
+# ``nodes``; the cohort step materialises the same numbers into ``cohort_checkpoints`` and
+# ``cohort_heads`` (computed in Python by sparkql.store.cohorts; a test checks both agree).
+# Definitions (DESIGN.md 1.3, paper section 3.2 / figure 2): a head is *active* at a
+# checkpoint when it is in that checkpoint's circuit; *newly activated* = active and not in
+# the base circuit (the emergent heads); *maintained* = active and in the base circuit.
+VIEWS: dict[str, str] = {
+    "circuit_heads": """
+        CREATE OR REPLACE VIEW circuit_heads AS
+        SELECT n.circuit_id, c.model_id, c.dataset, n.layer, n.head,
+               'L' || n.layer || 'H' || n.head AS head_name, n.score
+        FROM nodes n LEFT JOIN circuits c USING (circuit_id)
+        WHERE n.kind = 'head' AND n.in_circuit""",
+    "cohort_base_heads": """
+        CREATE OR REPLACE VIEW cohort_base_heads AS
+        SELECT DISTINCT m.cohort_key, n.layer, n.head
+        FROM (SELECT DISTINCT cohort_key, base_circuit_id FROM cohort_members) m
+        JOIN nodes n ON n.circuit_id = m.base_circuit_id AND n.kind = 'head' AND n.in_circuit""",
+    "cohort_activity": """
+        CREATE OR REPLACE VIEW cohort_activity AS
+        SELECT m.cohort_key, m.idx, coalesce(m.step, m.idx) AS step, n.layer, n.head,
+               (b.layer IS NOT NULL) AS in_base
+        FROM cohort_members m
+        JOIN nodes n ON n.circuit_id = m.circuit_id AND n.kind = 'head' AND n.in_circuit
+        LEFT JOIN cohort_base_heads b
+               ON b.cohort_key = m.cohort_key AND b.layer = n.layer AND b.head = n.head""",
+    "cohort_checkpoints_live": """
+        CREATE OR REPLACE VIEW cohort_checkpoints_live AS
+        SELECT m.cohort_key, m.set_name, m.idx, m.model_id, coalesce(m.step, m.idx) AS step,
+               m.circuit_id,
+               count(a.layer) AS n_active,
+               count(a.layer) FILTER (WHERE NOT a.in_base) AS newly_activated,
+               count(a.layer) FILTER (WHERE a.in_base) AS maintained,
+               (SELECT count(*) FROM cohort_base_heads b WHERE b.cohort_key = m.cohort_key) AS n_base
+        FROM cohort_members m
+        LEFT JOIN cohort_activity a ON a.cohort_key = m.cohort_key AND a.idx = m.idx
+        GROUP BY m.cohort_key, m.set_name, m.idx, m.model_id, m.step, m.circuit_id""",
+    "cohort_heads_live": """
+        CREATE OR REPLACE VIEW cohort_heads_live AS
+        WITH k AS (
+            SELECT cohort_key, any_value(set_name) AS set_name, count(*) AS n_checkpoints,
+                   max(idx) AS last_idx
+            FROM cohort_members GROUP BY cohort_key),
+        h AS (
+            SELECT cohort_key, layer, head, 'base' AS origin FROM cohort_base_heads
+            UNION
+            SELECT DISTINCT cohort_key, layer, head, 'emergent' FROM cohort_activity WHERE NOT in_base)
+        SELECT h.cohort_key, k.set_name, h.layer, h.head,
+               CASE WHEN h.origin = 'emergent' THEN min(a.step) END AS cohort,
+               count(a.idx) / k.n_checkpoints AS activation_frequency,
+               coalesce(bool_or(a.idx = k.last_idx), false) AS survives,
+               h.origin,
+               count(a.idx) AS n_active
+        FROM h JOIN k USING (cohort_key)
+        LEFT JOIN cohort_activity a
+               ON a.cohort_key = h.cohort_key AND a.layer = h.layer AND a.head = h.head
+        GROUP BY h.cohort_key, k.set_name, h.layer, h.head, h.origin, k.n_checkpoints""",
+    "cohort_areas": """
+        CREATE OR REPLACE VIEW cohort_areas AS
+        -- the stacked areas of figure 2 A: emergent heads active at each checkpoint, by cohort
+        SELECT a.cohort_key, a.idx, a.step, h.cohort, count(*) AS n_heads
+        FROM cohort_activity a
+        JOIN cohort_heads h
+          ON h.cohort_key = a.cohort_key AND h.layer = a.layer AND h.head = a.head
+         AND h.origin = 'emergent'
+        WHERE NOT a.in_base
+        GROUP BY a.cohort_key, a.idx, a.step, h.cohort""",
+    "cohort_summary": """
+        CREATE OR REPLACE VIEW cohort_summary AS
+        SELECT c.cohort_key, any_value(c.set_name) AS set_name, count(*) AS n_checkpoints,
+               (SELECT count(*) FROM cohort_heads h
+                 WHERE h.cohort_key = c.cohort_key AND h.origin = 'emergent') AS n_emergent,
+               (SELECT count(*) FROM cohort_heads h
+                 WHERE h.cohort_key = c.cohort_key AND h.origin = 'emergent' AND h.survives) AS n_surviving,
+               any_value(c.n_base) AS n_base,
+               any_value(c.reward_key) AS reward_key,
+               corr(c.reward, c.newly_activated) AS reward_newly_corr
+        FROM cohort_checkpoints c GROUP BY c.cohort_key""",
+    "reward_curve": """
+        CREATE OR REPLACE VIEW reward_curve AS
+        SELECT m.name AS series, r.model_id AS read_from, r.step, r.key, r.value
+        FROM rewards r LEFT JOIN models m USING (model_id)""",
+    "scores": """
+        CREATE OR REPLACE VIEW scores AS
+        -- every metric beside the intact model's value under the same sampling (same model,
+        -- dataset, metric, k, n, temperature, top_p, max_tokens, think)
+        WITH s AS (
+            SELECT e.eval_id, e.model_id, m.label AS model, e.variant, e.dataset,
+                   e.n, e.temperature, e.top_p, e.max_tokens, e.think,
+                   x.metric, x.k, x.value, x.stderr
+            FROM metrics x JOIN evals e USING (eval_id) LEFT JOIN models m USING (model_id))
+        SELECT s.eval_id, s.model_id, s.model, s.variant, s.dataset, s.metric, s.k,
+               s.value, s.stderr, i.value AS intact_value, s.value - i.value AS delta
+        FROM s LEFT JOIN s i
+          ON i.variant = 'intact' AND i.model_id = s.model_id AND i.dataset = s.dataset
+         AND i.metric = s.metric AND i.k IS NOT DISTINCT FROM s.k AND i.n = s.n
+         AND i.temperature IS NOT DISTINCT FROM s.temperature
+         AND i.top_p IS NOT DISTINCT FROM s.top_p
+         AND i.max_tokens IS NOT DISTINCT FROM s.max_tokens
+         AND i.think IS NOT DISTINCT FROM s.think""",
 }

@@ -1,0 +1,80 @@
+"""Schema versions and migrations of the results store.
+
+The version lives in ``meta`` under the key ``schema_version``. A fresh store
+is created from :data:`sparkql.store.schema.TABLES` (always the latest shape)
+and stamped with :data:`SCHEMA_VERSION`; an older store is brought up to date
+by running :data:`MIGRATIONS` ``v -> v+1`` in order, in the writer's
+transaction, so a crash mid-migration leaves the old version intact. Views
+and indexes are (re)created afterwards either way, so they always match this
+build. A store written by a *newer* sparkql is refused rather than guessed at.
+"""
+
+from __future__ import annotations
+
+from sparkql.errors import SparkError
+from sparkql.store.schema import INDEXES, SCHEMA_VERSION, TABLES, VIEWS
+
+# target version -> statements that bring a store of version (target - 1) to it.
+MIGRATIONS: dict[int, list[str]] = {
+    2: [
+        "ALTER TABLE runs ADD COLUMN IF NOT EXISTS error VARCHAR",
+        "ALTER TABLE runs ADD COLUMN IF NOT EXISTS n_steps INTEGER",
+        "ALTER TABLE runs ADD COLUMN IF NOT EXISTS n_cached INTEGER",
+        "ALTER TABLE runs ADD COLUMN IF NOT EXISTS n_done INTEGER",
+        "ALTER TABLE steps ADD COLUMN IF NOT EXISTS started_at TIMESTAMP",
+        "ALTER TABLE models ADD COLUMN IF NOT EXISTS dir VARCHAR",
+        "ALTER TABLE models ADD COLUMN IF NOT EXISTS hidden_size INTEGER",
+        "ALTER TABLE head_sets ADD COLUMN IF NOT EXISTS kind VARCHAR",
+        "ALTER TABLE cohort_checkpoints ADD COLUMN IF NOT EXISTS idx INTEGER",
+        "ALTER TABLE cohort_checkpoints ADD COLUMN IF NOT EXISTS circuit_id VARCHAR",
+        "ALTER TABLE cohort_checkpoints ADD COLUMN IF NOT EXISTS reward_key VARCHAR",
+        "ALTER TABLE cohort_checkpoints ADD COLUMN IF NOT EXISTS n_base INTEGER",
+        "ALTER TABLE cohort_heads ADD COLUMN IF NOT EXISTS origin VARCHAR",
+        "ALTER TABLE cohort_heads ADD COLUMN IF NOT EXISTS n_active INTEGER",
+        TABLES["cohort_members"],
+    ],
+}
+
+
+def current_version(con) -> int | None:
+    """The store's schema version; None for an empty database (no ``meta`` table)."""
+    has_meta = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'meta' AND schema_name = 'main'"
+    ).fetchone()[0]
+    if not has_meta:
+        return None
+    row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    return int(row[0]) if row else None
+
+
+def ensure_schema(con, where: str = "store") -> int:
+    """Create or migrate the schema inside the caller's transaction; returns the version found
+    (None-equivalent 0 for a fresh store)."""
+    found = current_version(con)
+    if found is not None and found > SCHEMA_VERSION:
+        raise SparkError(
+            f"{where} has schema version {found}, newer than this sparkql understands ({SCHEMA_VERSION})",
+            hint="upgrade sparkql, or use another --db",
+        )
+    if found is None:
+        has_any = con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'main'").fetchone()[0]
+        if has_any:
+            raise SparkError(
+                f"{where} is a DuckDB file but not a sparkql store (no meta.schema_version)",
+                hint="point --db at a new file or an existing sparkql store",
+            )
+        for ddl in TABLES.values():
+            con.execute(ddl)
+    else:
+        for target in range(found + 1, SCHEMA_VERSION + 1):
+            for stmt in MIGRATIONS[target]:
+                con.execute(stmt)
+    for ddl in INDEXES.values():
+        con.execute(ddl)
+    for ddl in VIEWS.values():
+        con.execute(ddl)
+    if found != SCHEMA_VERSION:
+        con.execute(
+            "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)]
+        )
+    return found or 0
