@@ -1,4 +1,8 @@
-"""What every command shares: error handling, the console, the --db option."""
+"""What every command shares: error handling, the consoles, the --db option.
+
+The rich consoles are created on first use: `sparkql check` on a clean study
+never pays for importing rich.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +10,29 @@ import os
 import sys
 
 import click
-from rich.console import Console
 
 from sparkql.errors import SparkError
 
 EXIT_USER_ERROR = 2
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+
+class _LazyConsole:
+    """A rich Console built on first attribute access."""
+
+    def __init__(self, **kwargs):
+        self._kwargs = kwargs
+        self._console = None
+
+    def __getattr__(self, name):
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(highlight=False, **self._kwargs)
+        return getattr(self._console, name)
+
+
+console = _LazyConsole()
+err_console = _LazyConsole(stderr=True)
 
 db_option = click.option(
     "--db",
@@ -24,7 +43,7 @@ db_option = click.option(
 
 
 def print_error(err: SparkError) -> None:
-    err_console.print(err.render(), markup=False, highlight=False)
+    click.echo(err.render(), err=True)
 
 
 def run_cli(group: click.Group, argv: list[str] | None) -> int:
@@ -45,10 +64,10 @@ def run_cli(group: click.Group, argv: list[str] | None) -> int:
         e.show()
         return EXIT_USER_ERROR
     except click.exceptions.Abort:
-        err_console.print("aborted")
+        click.echo("aborted", err=True)
         return 130
     except KeyboardInterrupt:
-        err_console.print("interrupted")
+        click.echo("interrupted", err=True)
         return 130
     except BrokenPipeError:  # pragma: no cover - `sparkql sql ... | head`
         return 0

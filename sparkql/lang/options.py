@@ -1,0 +1,178 @@
+"""Every option the language knows: its type, its default and what it means.
+
+One table per statement kind; ``set`` accepts any of them and changes the
+default for later statements. Values are checked here, so a misspelled key
+gets a did-you-mean hint and a wrong type says what was expected.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from sparkql.errors import SparkError, known_names_hint
+from sparkql.lang import ast as A
+
+
+@dataclass(frozen=True)
+class OptionSpec:
+    name: str
+    type: str
+    """int | float | str | bool | enum | ints (an int or a list of ints) | size | prefix"""
+    doc: str
+    choices: tuple[str, ...] = ()
+    min: float | None = None
+    max: float | None = None
+    default: Any = None
+
+
+def _o(name, type, doc, choices=(), min=None, max=None, default=None):
+    return OptionSpec(name, type, doc, tuple(choices), min, max, default)
+
+
+DTYPE = _o("dtype", "enum", "Weights dtype: fp64 (CPU verification), fp32, bf16, fp16, auto (bf16 on GPU, fp32 on CPU).",
+           ["fp64", "fp32", "bf16", "fp16", "auto"], default="auto")
+DEVICE = _o("device", "enum", "Where models run.", ["cpu", "cuda", "auto"], default="auto")
+SEED = _o("seed", "int", "Seed for sampling, corruption and bootstrap.", min=0, default=0)
+THINK = _o("think", "bool", "Chat-template thinking on/off for this statement.", default=True)
+SYSTEM = _o("system", "str", "System prompt (none by default).")
+MEMORY = _o("memory", "size", "Memory budget for fused IG batching, e.g. \"8GiB\" (default: a safe share of free memory).")
+BACKEND = _o("backend", "enum", "Generation backend: vllm (GPU, optional extra), transformers, auto.",
+             ["transformers", "vllm", "auto"], default="auto")
+BATCH = _o("batch_size", "int", "Rows per forward pass (execution only; never part of a result's key).", min=1)
+
+CIRCUIT_OPTIONS = {o.name: o for o in [
+    _o("steps", "int", "Integrated-gradients steps m.", min=1, default=100),
+    _o("top_n", "int", "Edges kept by |score| before pruning.", min=1, default=5000),
+    _o("tau", "float", "Simplification threshold on |score| after top-n.", min=0, default=0.1),
+    _o("metric", "enum", "Metric L: kl (KL from the clean next-token distribution), logit_diff, prob.",
+       ["kl", "logit_diff", "prob"], default="kl"),
+    _o("corrupt", "enum", "Corrupted prompts: pairs (the dataset's corrupt field), digits (redraw every digit), "
+       "shuffle (another problem of equal length).", ["pairs", "digits", "shuffle"]),
+    _o("prefix", "prefix", "Answer opening appended to the prompt: a string, `sample` (the model's own greedy "
+       "opening), or `none`."),
+    _o("prefix_tokens", "int", "Length of a sampled prefix.", min=1, default=16),
+    _o("max_tokens", "int", "Truncate prompts to this many tokens.", min=1),
+    _o("examples", "int", "Use only the first N problems.", min=1),
+]}
+
+EVAL_OPTIONS = {o.name: o for o in [
+    _o("n", "int", "Samples per problem.", min=1, default=4),
+    _o("k", "ints", "k values for pass@k and success@k (each <= n); default powers of two up to n."),
+    _o("temperature", "float", "Sampling temperature (0 = greedy).", min=0, default=0.6),
+    _o("top_p", "float", "Nucleus sampling.", min=0, max=1, default=0.95),
+    _o("top_k", "int", "Top-k sampling (0 = off).", min=0, default=0),
+    _o("min_p", "float", "Min-p sampling (0 = off).", min=0, max=1, default=0.0),
+    _o("max_tokens", "int", "Tokens to generate at most.", min=1, default=32768),
+    _o("examples", "int", "Use only the first N problems.", min=1),
+    _o("instruction", "str", "Instruction appended to each problem.",
+       default="Let's think step by step and output the final answer within \\boxed{}."),
+]}
+
+GLOBAL_OPTIONS = {o.name: o for o in [
+    DTYPE, DEVICE, SEED, MEMORY, BACKEND, BATCH, SYSTEM,
+    _o("trust_remote_code", "bool", "Allow model code from the model directory (off by default).", default=False),
+]}
+
+MODEL_OPTIONS = {o.name: o for o in [DTYPE, GLOBAL_OPTIONS["trust_remote_code"]]}
+DATASET_OPTIONS = {o.name: o for o in [
+    _o("grader", "enum", "How answers are graded.", ["math", "gsm8k", "triviaqa", "gpqa", "exact"]),
+    _o("format", "enum", "File format (default: from the extension).", ["jsonl", "json", "csv", "parquet"]),
+]}
+CIRCUIT_WITH = {**CIRCUIT_OPTIONS, **{o.name: o for o in [DTYPE, DEVICE, SEED, MEMORY, BATCH, SYSTEM, THINK]}}
+EVAL_WITH = {**EVAL_OPTIONS, **{o.name: o for o in [DTYPE, DEVICE, SEED, BACKEND, BATCH, SYSTEM, THINK]}}
+SET_KEYS = {**GLOBAL_OPTIONS, **CIRCUIT_OPTIONS, **EVAL_OPTIONS}
+
+ROLES = ("problem", "answer", "clean", "corrupt", "id", "choices")
+METHODS = ("eap_ig",)
+METRICS = ("pass@k", "success@k")
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B?|B)?\s*$", re.I)
+_UNITS = {"": 1, "B": 1, "K": 1e3, "KB": 1e3, "KIB": 2**10, "M": 1e6, "MB": 1e6, "MIB": 2**20,
+          "G": 1e9, "GB": 1e9, "GIB": 2**30, "T": 1e12, "TB": 1e12, "TIB": 2**40}
+
+
+def _describe(v) -> str:
+    if isinstance(v, A.Number):
+        return f"the number {v.text}"
+    if isinstance(v, A.String):
+        return f'the string "{v.value}"'
+    if isinstance(v, A.Word):
+        return f"the word {v.value}"
+    return "a list"
+
+
+def _bad(spec: OptionSpec, v, expected: str) -> SparkError:
+    return SparkError(f"option `{spec.name}` expects {expected}, got {_describe(v)}", span=v.span, hint=spec.doc)
+
+
+def check_value(spec: OptionSpec, v) -> Any:
+    """The Python value of option ``spec`` written as ``v`` (an AST value); SparkError otherwise."""
+    t = spec.type
+    if t in ("int", "float"):
+        if not isinstance(v, A.Number) or (t == "int" and not isinstance(v.value, int)):
+            raise _bad(spec, v, "a whole number" if t == "int" else "a number")
+        val = v.value if t == "int" else float(v.value)
+        if spec.min is not None and val < spec.min:
+            raise SparkError(f"option `{spec.name}` must be >= {spec.min:g}, got {v.text}", span=v.span, hint=spec.doc)
+        if spec.max is not None and val > spec.max:
+            raise SparkError(f"option `{spec.name}` must be <= {spec.max:g}, got {v.text}", span=v.span, hint=spec.doc)
+        return val
+    if t == "str":
+        if not isinstance(v, A.String):
+            raise _bad(spec, v, 'a "string"')
+        return v.value
+    if t == "bool":
+        if isinstance(v, A.Word) and v.value in ("on", "true", "yes"):
+            return True
+        if isinstance(v, A.Word) and v.value in ("off", "false", "no"):
+            return False
+        raise _bad(spec, v, "on/off (or true/false)")
+    if t == "enum":
+        word = v.value if isinstance(v, (A.Word, A.String)) else None
+        if word not in spec.choices:
+            got = f"`{word}`" if word is not None else _describe(v)
+            hint = known_names_hint(str(word), spec.choices, "values") if word else "one of: " + ", ".join(spec.choices)
+            raise SparkError(f"option `{spec.name}` must be one of {', '.join(spec.choices)}; got {got}", span=v.span, hint=hint)
+        return word
+    if t == "ints":
+        items = v.items if isinstance(v, A.ListValue) else [v]
+        out = []
+        for it in items:
+            if not isinstance(it, A.Number) or not isinstance(it.value, int) or it.value < 1:
+                raise _bad(spec, it, "a positive whole number or a list of them, like [1, 4, 16]")
+            out.append(it.value)
+        if not out:
+            raise SparkError(f"option `{spec.name}` needs at least one value", span=v.span, hint=spec.doc)
+        return sorted(set(out))
+    if t == "size":
+        text = v.value if isinstance(v, A.String) else (v.text if isinstance(v, A.Number) else None)
+        m = _SIZE.match(text or "")
+        if not m:
+            raise _bad(spec, v, 'a size like "8GiB"')
+        return int(float(m.group(1)) * _UNITS[(m.group(2) or "").upper()])
+    if t == "prefix":
+        if isinstance(v, A.String):
+            return v.value
+        if isinstance(v, A.Word) and v.value in ("sample", "none"):
+            return v.value
+        raise _bad(spec, v, 'a "string", `sample` or `none`')
+    raise AssertionError(t)  # pragma: no cover
+
+
+def check_options(options: list[A.Option], table: dict[str, OptionSpec], where: str) -> dict[str, Any]:
+    """Checked values of ``options`` against ``table``; unknown or repeated keys are SparkErrors."""
+    out: dict[str, Any] = {}
+    for opt in options:
+        key = opt.key.name
+        spec = table.get(key)
+        if spec is None:
+            if not table:
+                raise SparkError(f"`{where}` takes no options", span=opt.span)
+            raise SparkError(f"unknown option `{key}` for {where}", span=opt.key.span,
+                             hint=known_names_hint(key, table, "options"))
+        if key in out:
+            raise SparkError(f"option `{key}` is given twice", span=opt.key.span, hint="keep one")
+        out[key] = check_value(spec, opt.value)
+    return out

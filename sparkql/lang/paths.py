@@ -1,0 +1,163 @@
+"""Finding models and datasets on disk (never on the network).
+
+Relative paths are looked up next to the study file first, then in the
+current directory. A glob is a checkpoint series ordered by the integer in
+each directory name (``checkpoint-2500``). A hub id (``Qwen/Qwen2.5-Math-1.5B``)
+is resolved through the local Hugging Face cache only. ``zoo:`` paths name
+the toy organism (sparkql.zoo), built on demand by the runtime.
+"""
+
+from __future__ import annotations
+
+import glob as _glob
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from sparkql.errors import Span, SparkError
+
+_STEP = re.compile(r"(\d+)(?!.*\d)")
+
+
+@dataclass(frozen=True)
+class FoundModel:
+    path: str
+    """Absolute directory, or the ``zoo:`` path itself."""
+    step: int | None
+    fingerprint: str
+    config: dict | None
+    """config.json when readable now (None for zoo models not built yet)."""
+
+
+def _bases(study_dir: Path | None) -> list[Path]:
+    out = []
+    if study_dir is not None:
+        out.append(study_dir)
+    cwd = Path.cwd()
+    if cwd not in out:
+        out.append(cwd)
+    return out
+
+
+def step_of(path: str) -> int | None:
+    m = _STEP.search(Path(path).name)
+    return int(m.group(1)) if m else None
+
+
+def fingerprint_dir(d: Path) -> str:
+    """config.json bytes plus the names, sizes and mtimes of weight files: cheap, and changes when
+    the weights are rewritten."""
+    h = hashlib.sha256()
+    cfg = d / "config.json"
+    if cfg.is_file():
+        h.update(cfg.read_bytes())
+    for f in sorted(d.iterdir()):
+        if f.suffix in (".safetensors", ".bin", ".pt") and f.is_file():
+            st = f.stat()
+            h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns}".encode())
+    return h.hexdigest()[:16]
+
+
+def _read_config(d: Path) -> dict | None:
+    try:
+        return json.loads((d / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _hub_cache_dir() -> Path:
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"])
+    home = Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface"))
+    return home / "hub"
+
+
+def _hub_snapshot(repo_id: str) -> Path | None:
+    repo = _hub_cache_dir() / ("models--" + repo_id.replace("/", "--"))
+    ref = repo / "refs" / "main"
+    if ref.is_file():
+        snap = repo / "snapshots" / ref.read_text().strip()
+        if snap.is_dir():
+            return snap
+    snaps = sorted((repo / "snapshots").glob("*")) if (repo / "snapshots").is_dir() else []
+    return snaps[-1] if snaps else None
+
+
+def find_models(written: str, span: Span | None, study_dir: Path | None) -> list[FoundModel]:
+    """The model directories ``written`` names, ordered by step for a series."""
+    if written.startswith("zoo:"):
+        return _find_zoo(written, span)
+    is_glob = any(ch in written for ch in "*?[")
+    if is_glob:
+        tried = []
+        for base in _bases(study_dir):
+            pattern = written if os.path.isabs(written) else str(base / written)
+            tried.append(pattern)
+            dirs = [Path(p) for p in _glob.glob(pattern) if Path(p).is_dir()]
+            if dirs:
+                dirs.sort(key=lambda p: (step_of(str(p)) is None, step_of(str(p)) or 0, p.name))
+                return [FoundModel(str(p.resolve()), step_of(str(p)), fingerprint_dir(p), _read_config(p)) for p in dirs]
+        raise SparkError(f'no model directory matches "{written}"', span=span,
+                         hint="looked in " + " and ".join(tried) + "; a series is a glob like \"runs/grpo/checkpoint-*\"")
+    tried = []
+    for base in _bases(study_dir):
+        p = Path(written) if os.path.isabs(written) else base / written
+        tried.append(str(p))
+        if p.is_dir():
+            if not (p / "config.json").is_file():
+                raise SparkError(f"{p} has no config.json", span=span,
+                                 hint="point at a Hugging Face model directory (config.json + weights)")
+            return [FoundModel(str(p.resolve()), None, fingerprint_dir(p), _read_config(p))]
+    if re.fullmatch(r"[\w.\-]+/[\w.\-]+", written):
+        snap = _hub_snapshot(written)
+        if snap is not None:
+            return [FoundModel(str(snap), None, fingerprint_dir(snap), _read_config(snap))]
+        raise SparkError(f'model "{written}" is neither a local directory nor in the local Hugging Face cache',
+                         span=span, hint=f"sparkql never downloads; looked in {', '.join(tried)} and {_hub_cache_dir()}")
+    raise SparkError(f'model directory "{written}" does not exist', span=span, hint="looked in " + " and ".join(tried))
+
+
+def _find_zoo(written: str, span: Span | None) -> list[FoundModel]:
+    try:
+        from sparkql import zoo
+    except ImportError:  # pragma: no cover - the zoo ships with sparkql
+        raise SparkError("the toy model zoo is not available in this build", span=span) from None
+    rest = written[len("zoo:"):]
+    series, _, sub = rest.partition("/")
+    layout = zoo.layout()
+    if series not in layout:
+        from sparkql.errors import known_names_hint
+
+        raise SparkError(f"unknown zoo model `{series}`", span=span, hint=known_names_hint(series, layout, "zoo models"))
+    fp = zoo.recipe_hash()[:16]
+    steps = layout[series]
+    if steps is None:
+        if sub:
+            raise SparkError(f"zoo:{series} is a single model, not a series", span=span, hint=f'use "zoo:{series}"')
+        return [FoundModel(f"zoo:{series}", None, fp, None)]
+    if not sub:
+        sub = "checkpoint-*"
+    pattern = sub
+    names = [f"checkpoint-{s}" for s in steps]
+    matched = [n for n in names if _glob.fnmatch.fnmatch(n, pattern)]
+    if not matched:
+        raise SparkError(f'no zoo checkpoint matches "{written}"', span=span,
+                         hint=f"zoo:{series} has " + ", ".join(names))
+    return [FoundModel(f"zoo:{series}/{n}", step_of(n), fp, None) for n in matched]
+
+
+def dataset_fingerprint(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def find_file(written: str, span: Span | None, study_dir: Path | None, what: str = "dataset") -> Path:
+    tried = []
+    for base in _bases(study_dir):
+        p = Path(written) if os.path.isabs(written) else base / written
+        tried.append(str(p))
+        if p.is_file():
+            return p.resolve()
+    raise SparkError(f'{what} file "{written}" does not exist', span=span, hint="looked in " + " and ".join(tried))

@@ -1,0 +1,582 @@
+"""AST -> Study: bind names, check options and types, expand globs, apply `set` defaults.
+
+Checks made here (each a SparkError pointing at the text): unknown model,
+dataset or head-set names (with did-you-mean), duplicate names, misspelled
+options and wrong value types, bad selectors (out of range, a step that is
+not in the series, a selector on a single model), empty globs and missing
+files, head indices outside the model's shape once config.json is known,
+datasets without the roles a statement needs, k > n.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sparkql.builtins import BUILTIN_DATASETS, USER_PATH_ONLY
+from sparkql.errors import Span, SparkError, known_names_hint
+from sparkql.lang import ast as A
+from sparkql.lang import options as O
+from sparkql.lang.fmt import fmt_selector
+from sparkql.lang.paths import dataset_fingerprint, find_file, find_models
+from sparkql.lang.study import (
+    EvalTarget, ModelDecl, RCircuit, RCohort, REval, RHeads, RIntervene, SetSource, Study,
+)
+from sparkql.plan.steps import CircuitParams, DatasetRef, ExecOptions, ModelRef, ModelShape, SamplingParams
+
+_FORMATS = {".jsonl": "jsonl", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
+
+
+@dataclass
+class SetInfo:
+    name: str
+    domain: list[ModelRef] | None
+    """Models the set has an instance for; None for a model-free literal set."""
+    span: Span | None
+    is_diff: bool = False
+    series_name: str | None = None
+    literal: list[tuple[int, int]] = field(default_factory=list)
+
+
+@dataclass
+class VariantInfo:
+    label: str
+    alias: str | None
+    targets: list[ModelRef]
+
+
+@dataclass
+class Env:
+    study_dir: Path | None
+    models: dict[str, ModelDecl] = field(default_factory=dict)
+    datasets: dict[str, DatasetRef] = field(default_factory=dict)
+    sets: dict[str, SetInfo] = field(default_factory=dict)
+    variants: list[VariantInfo] = field(default_factory=list)
+    settings: dict = field(default_factory=dict)
+    think: bool = True
+    used_models: list[ModelRef] = field(default_factory=list)
+    circuit_datasets: list[DatasetRef] = field(default_factory=list)
+    dataset_rows: dict[str, int] = field(default_factory=dict)
+    first_row: dict[str, dict] = field(default_factory=dict)
+
+
+def _model_id(path: str, fingerprint: str) -> str:
+    return hashlib.sha256(f"{path}\0{fingerprint}".encode()).hexdigest()[:16]
+
+
+def _shape(config: dict | None) -> ModelShape | None:
+    if not config:
+        return None
+    from sparkql.runtime.adapters import head_dim
+
+    try:
+        return ModelShape(
+            architecture=(config.get("architectures") or [config.get("model_type", "?")])[0],
+            n_layers=int(config["num_hidden_layers"]),
+            n_heads=int(config["num_attention_heads"]),
+            n_kv_heads=int(config.get("num_key_value_heads") or config["num_attention_heads"]),
+            head_dim=head_dim(config),
+            hidden_size=int(config["hidden_size"]),
+        )
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def gpu_present() -> bool:
+    """A GPU without importing torch: the NVIDIA control device exists."""
+    return os.path.exists("/dev/nvidiactl") or bool(os.environ.get("SPARKQL_ASSUME_GPU"))
+
+
+def choose_backend(requested: str) -> str:
+    if requested != "auto":
+        return requested
+    if importlib.util.find_spec("vllm") is not None and gpu_present():
+        return "vllm"
+    return "transformers"
+
+
+class Resolver:
+    def __init__(self, file: str, study_dir: Path | None):
+        self.file = file
+        self.env = Env(study_dir=study_dir)
+        self.out: list = []
+
+    # ---- models ---------------------------------------------------------------------
+    def model_stmt(self, s: A.ModelStmt) -> None:
+        name = s.name.name
+        self._no_duplicate(name, s.name.span)
+        opts = O.check_options(s.options, O.MODEL_OPTIONS, "model")
+        found = find_models(s.path.value, s.path.span, self.env.study_dir)
+        series = any(ch in s.path.value for ch in "*?[") or (s.path.value.startswith("zoo:") and len(found) > 1) \
+            or (s.path.value.startswith("zoo:") and "/" in s.path.value)
+        refs = []
+        for i, f in enumerate(found):
+            label = f"{name}[step={f.step}]" if series and f.step is not None else (f"{name}[{i}]" if series else name)
+            refs.append(ModelRef(
+                name=name, label=label, path=f.path, step=f.step if series else None,
+                index=i if series else None, series_len=len(found) if series else None,
+                fingerprint=f.fingerprint, model_id=_model_id(f.path, f.fingerprint),
+            ))
+        config = found[0].config
+        shape = _shape(config)
+        if config is not None:
+            from sparkql.runtime.adapters import adapter_for_config
+
+            try:
+                adapter_for_config(config, where=name)
+            except SparkError as e:
+                e.span = s.path.span
+                raise
+        elif s.path.value.startswith("zoo:"):
+            from sparkql import zoo
+
+            shape = ModelShape(**zoo.model_shape())
+        self.env.models[name] = ModelDecl(
+            name=name, written=s.path.value, series=series, refs=refs, shape=shape, dtype=opts.get("dtype"),
+            trust_remote_code=opts.get("trust_remote_code", False), span=s.span,
+        )
+
+    def _no_duplicate(self, name: str, span: Span | None) -> None:
+        kinds = [("model", self.env.models), ("dataset", self.env.datasets), ("head set", self.env.sets)]
+        for kind, table in kinds:
+            if name in table:
+                raise SparkError(f"`{name}` is already declared as a {kind}", span=span, hint="choose another name")
+
+    def select(self, sel: A.ModelSel) -> list[ModelRef]:
+        name = sel.name.name
+        decl = self.env.models.get(name)
+        if decl is None:
+            hint = known_names_hint(name, self.env.models, "models")
+            if name in self.env.sets:
+                hint = f"`{name}` is a head set, not a model"
+            raise SparkError(f"unknown model `{name}`", span=sel.name.span, hint=hint)
+        return self._apply_selector(decl.refs, sel.selector, name, decl.series)
+
+    def _apply_selector(self, refs: list[ModelRef], s: A.Selector | None, name: str, series: bool) -> list[ModelRef]:
+        if s is None or s.kind == "all":
+            return list(refs)
+        if not series:
+            raise SparkError(f"`{name}` is a single model; {fmt_selector(s)} selects checkpoints of a series",
+                             span=s.span, hint=f"write `{name}` alone")
+        n = len(refs)
+        if s.kind == "index":
+            if not -n <= s.index < n:
+                raise SparkError(f"{name}{fmt_selector(s)}: index out of range ({name} has {n} checkpoints)",
+                                 span=s.span, hint=f"use 0..{n - 1} or -1 for the last")
+            return [refs[s.index]]
+        if s.kind == "slice":
+            picked = refs[s.start:s.stop]
+            if not picked:
+                raise SparkError(f"{name}{fmt_selector(s)} selects no checkpoint ({name} has {n})", span=s.span,
+                                 hint=f"slices count checkpoints 0..{n - 1}")
+            return picked
+        steps = [r.step for r in refs]
+        if s.step not in steps:
+            raise SparkError(f"{name} has no checkpoint at step {s.step}", span=s.span,
+                             hint="steps: " + ", ".join(str(x) for x in steps[:20]) + (" ..." if n > 20 else ""))
+        return [refs[steps.index(s.step)]]
+
+    def _single(self, sel: A.ModelSel, what: str) -> ModelRef:
+        refs = self.select(sel)
+        if len(refs) != 1:
+            raise SparkError(f"{what} needs one model, but `{sel.name.name}` is a series of {len(refs)}", span=sel.span,
+                             hint=f"pick one: {sel.name.name}[-1] or {sel.name.name}[step=N]")
+        return refs[0]
+
+    def _shape_of(self, ref: ModelRef) -> ModelShape | None:
+        decl = self.env.models.get(ref.name)
+        return decl.shape if decl else None
+
+    def _check_heads(self, heads: list[A.HeadLit], models: list[ModelRef]) -> None:
+        for ref in models:
+            shape = self._shape_of(ref)
+            if shape is None:
+                continue
+            for h in heads:
+                if h.layer >= shape.n_layers:
+                    raise SparkError(f"L{h.layer}H{h.head}: layer {h.layer} is out of range for {ref.name} "
+                                     f"({shape.n_layers} layers: L0..L{shape.n_layers - 1})", span=h.span)
+                if h.head >= shape.n_heads:
+                    raise SparkError(f"L{h.layer}H{h.head}: head {h.head} is out of range for {ref.name} "
+                                     f"({shape.n_heads} query heads: H0..H{shape.n_heads - 1})", span=h.span)
+
+    # ---- datasets -------------------------------------------------------------------
+    def dataset_stmt(self, s: A.DatasetStmt) -> None:
+        name = s.name.name
+        self._no_duplicate(name, s.name.span)
+        opts = O.check_options(s.options, O.DATASET_OPTIONS, "dataset")
+        path = find_file(s.path.value, s.path.span, self.env.study_dir)
+        fmt = opts.get("format") or _FORMATS.get(path.suffix.lower())
+        if fmt is None:
+            raise SparkError(f"cannot tell the format of {path.name}", span=s.path.span,
+                             hint="use .jsonl, .json, .csv or .parquet, or `with format = jsonl`")
+        roles: dict[str, str] = {}
+        for rb in s.roles:
+            if rb.role.name not in O.ROLES:
+                raise SparkError(f"unknown role `{rb.role.name}`", span=rb.role.span,
+                                 hint=known_names_hint(rb.role.name, O.ROLES, "roles"))
+            if rb.role.name in roles:
+                raise SparkError(f"role `{rb.role.name}` is mapped twice", span=rb.role.span)
+            roles[rb.role.name] = rb.field.value
+        first = _first_row(path, fmt)
+        if first is not None:
+            for rb in s.roles:
+                if rb.field.value not in first:
+                    raise SparkError(f'{path.name} has no field "{rb.field.value}"', span=rb.field.span,
+                                     hint=known_names_hint(rb.field.value, first, "fields"))
+            for role in O.ROLES:  # unmapped roles default to fields of the same name
+                if role not in roles and role in first:
+                    roles[role] = role
+            if "problem" not in roles and "question" in first:
+                roles["problem"] = "question"
+        grader = opts.get("grader") or ("gpqa" if name == "gpqa" else "math")
+        ref = DatasetRef(name=name, path=str(path), format=fmt, roles=roles, builtin=False, grader=grader,
+                         fingerprint=dataset_fingerprint(path))
+        self.env.datasets[name] = ref
+        self.env.dataset_rows[name] = _count_rows(path, fmt)
+
+    def dataset(self, ident: A.Ident) -> DatasetRef:
+        name = ident.name
+        if name in self.env.datasets:
+            return self.env.datasets[name]
+        if name in BUILTIN_DATASETS:
+            b = BUILTIN_DATASETS[name]
+            if not b.path.is_file():
+                raise SparkError(f"builtin dataset `{name}` is missing from this installation ({b.path})", span=ident.span)
+            ref = DatasetRef(name=name, path=str(b.path), format="jsonl", roles=dict(b.roles), builtin=True,
+                             grader=b.grader, fingerprint=dataset_fingerprint(b.path))
+            self.env.datasets[name] = ref
+            self.env.dataset_rows[name] = _count_rows(b.path, "jsonl")
+            return ref
+        if name in USER_PATH_ONLY:
+            raise SparkError(f"`{name}` must be declared with a path", span=ident.span, hint=USER_PATH_ONLY[name])
+        pool = list(self.env.datasets) + list(BUILTIN_DATASETS)
+        raise SparkError(f"unknown dataset `{name}`", span=ident.span, hint=known_names_hint(name, pool, "datasets"))
+
+    # ---- settings -------------------------------------------------------------------
+    def set_stmt(self, s: A.SetStmt) -> None:
+        key = s.key.name
+        spec = O.SET_KEYS.get(key)
+        if spec is None:
+            if key == "think":
+                raise SparkError("thinking is switched with the `think on|off` statement", span=s.key.span,
+                                 hint="write `think off`")
+            raise SparkError(f"unknown setting `{key}`", span=s.key.span, hint=known_names_hint(key, O.SET_KEYS, "settings"))
+        self.env.settings[key] = O.check_value(spec, s.value)
+
+    def think_stmt(self, s: A.ThinkStmt) -> None:
+        if s.mode.name not in ("on", "off"):
+            raise SparkError(f"`think` takes on or off, not `{s.mode.name}`", span=s.mode.span, hint="think on | think off")
+        self.env.think = s.mode.name == "on"
+
+    def _get(self, key: str, opts: dict, table: dict | None = None):
+        """An option's value: the statement's own, else the latest `set`, else the default."""
+        if key in opts:
+            return opts[key]
+        if key in self.env.settings:
+            return self.env.settings[key]
+        spec = (table or {}).get(key) or O.SET_KEYS.get(key)
+        return spec.default if spec else None
+
+    def _exec(self, opts: dict) -> ExecOptions:
+        mem = self._get("memory", opts)
+        return ExecOptions(
+            device=self._get("device", opts) or "auto",
+            memory=str(mem) if mem is not None else None,
+            backend=choose_backend(self._get("backend", opts) or "auto"),
+            batch_size=self._get("batch_size", opts),
+        )
+
+    def _dtype(self, opts: dict, models: list[ModelRef]) -> str:
+        if "dtype" in opts:
+            return opts["dtype"]
+        if "dtype" in self.env.settings:
+            return self.env.settings["dtype"]
+        decls = {self.env.models[m.name].dtype for m in models if m.name in self.env.models}
+        decls.discard(None)
+        return decls.pop() if len(decls) == 1 else "auto"
+
+    def _use(self, refs: list[ModelRef]) -> None:
+        for r in refs:
+            if r.model_id not in {u.model_id for u in self.env.used_models}:
+                self.env.used_models.append(r)
+
+    # ---- circuits -------------------------------------------------------------------
+    def circuit_stmt(self, s: A.CircuitStmt) -> None:
+        dataset = self.dataset(s.dataset)
+        models = self.select(s.model)
+        base = self._single(s.diff, "diff") if s.diff else None
+        args: dict = {}
+        if s.using is not None:
+            if s.using.method.name not in O.METHODS:
+                raise SparkError(f"unknown circuit method `{s.using.method.name}`", span=s.using.method.span,
+                                 hint=known_names_hint(s.using.method.name, O.METHODS, "methods"))
+            args = O.check_options(s.using.args, O.CIRCUIT_OPTIONS, s.using.method.name)
+        opts = O.check_options(s.options, O.CIRCUIT_WITH, "circuit")
+        for k in args:
+            if k in opts:
+                raise SparkError(f"option `{k}` is given both in using(...) and with", span=s.span, hint="keep one")
+        opts = {**args, **opts}
+        is_pairs = "clean" in dataset.roles and "corrupt" in dataset.roles
+        if not is_pairs and "problem" not in dataset.roles:
+            raise SparkError(f"dataset `{dataset.name}` has neither clean/corrupt prompts nor problems", span=s.dataset.span,
+                             hint='map its fields: dataset d = "f.jsonl" (clean = "...", corrupt = "...") or (problem = "...")')
+        corrupt = self._get("corrupt", opts, O.CIRCUIT_OPTIONS) or ("pairs" if is_pairs else "digits")
+        if corrupt == "pairs" and not is_pairs:
+            raise SparkError(f"corrupt = pairs, but dataset `{dataset.name}` has no clean/corrupt fields", span=s.dataset.span,
+                             hint="use corrupt = digits or shuffle, or map clean/corrupt roles")
+        metric = self._get("metric", opts, O.CIRCUIT_OPTIONS)
+        if metric in ("logit_diff", "prob") and "answer" not in dataset.roles:
+            raise SparkError(f"metric = {metric} needs the dataset's answers, and `{dataset.name}` has no answer role",
+                             span=s.dataset.span, hint="use metric = kl, or map an answer field")
+        prefix = self._get("prefix", opts, O.CIRCUIT_OPTIONS)
+        if prefix is None:
+            prefix = "none" if is_pairs else "sample"
+        think = opts.get("think", self.env.think)
+        params = CircuitParams(
+            ig_steps=self._get("steps", opts, O.CIRCUIT_OPTIONS),
+            top_n=self._get("top_n", opts, O.CIRCUIT_OPTIONS),
+            tau=float(self._get("tau", opts, O.CIRCUIT_OPTIONS)),
+            metric=metric,
+            corrupt=corrupt,
+            prefix=None if prefix in ("sample", "none") else prefix,
+            prefix_sample=self._get("prefix_tokens", opts, O.CIRCUIT_OPTIONS) if prefix == "sample" else 0,
+            max_tokens=self._get("max_tokens", opts, O.CIRCUIT_OPTIONS) if "max_tokens" in opts or "max_tokens" in self.env.settings else None,
+            examples=self._get("examples", opts, O.CIRCUIT_OPTIONS),
+            think=think,
+            system=self._get("system", opts),
+            seed=self._get("seed", opts),
+            dtype=self._dtype(opts, models + ([base] if base else [])),
+        )
+        set_name = s.alias.name if s.alias else ("emergent" if base else None)
+        if set_name is not None:
+            span = s.alias.span if s.alias else s.span
+            if set_name in self.env.sets or set_name in self.env.models or set_name in self.env.datasets:
+                hint = "name this circuit's heads with `as NAME`" if not s.alias else "choose another name"
+                raise SparkError(f"head set `{set_name}` is already defined", span=span, hint=hint)
+            decl = self.env.models[s.model.name.name]
+            self.env.sets[set_name] = SetInfo(set_name, models, span, is_diff=base is not None,
+                                              series_name=decl.name if decl.series else None)
+        self._use(models + ([base] if base else []))
+        if dataset not in self.env.circuit_datasets:
+            self.env.circuit_datasets.append(dataset)
+        self.out.append(RCircuit(
+            dataset=dataset, models=models, base=base, params=params, exec=self._exec(opts), set_name=set_name,
+            n_examples=self.env.dataset_rows.get(dataset.name), span=s.span,
+        ))
+
+    # ---- head sets ------------------------------------------------------------------
+    def _set_info(self, ref: A.SetRef) -> SetInfo:
+        info = self.env.sets.get(ref.name.name)
+        if info is None:
+            name = ref.name.name
+            hint = known_names_hint(name, self.env.sets, "head sets")
+            if name in self.env.models:
+                hint = f"`{name}` is a model; head sets come from `circuit ... as NAME`, `diff` or `heads NAME = ...`"
+            raise SparkError(f"unknown head set `{name}`", span=ref.name.span, hint=hint)
+        return info
+
+    def _select_instances(self, info: SetInfo, ref: A.SetRef) -> list[ModelRef]:
+        if ref.selector is None:
+            return []
+        if info.domain is None:
+            raise SparkError(f"`{info.name}` is a literal set; it has no checkpoints to select", span=ref.selector.span)
+        return self._apply_selector(info.domain, ref.selector, info.name, len(info.domain) > 1 or info.series_name is not None)
+
+    def heads_stmt(self, s: A.HeadsStmt) -> None:
+        name = s.name.name
+        self._no_duplicate(name, s.name.span)
+        domains: list[tuple[list[ModelRef], A.SetRef]] = []
+        literal_heads: list[A.HeadLit] = []
+
+        def walk(e) -> None:
+            if isinstance(e, A.SetName):
+                info = self._set_info(e.ref)
+                picked = self._select_instances(info, e.ref)
+                dom = picked or info.domain
+                if dom is not None:
+                    domains.append((dom, e.ref))
+            elif isinstance(e, A.SetLiteral):
+                literal_heads.extend(e.heads)
+            else:
+                walk(e.left)
+                walk(e.right)
+
+        walk(s.expr)
+        multi = [(d, r) for d, r in domains if len(d) > 1]
+        domain: list[ModelRef] | None
+        if multi:
+            first_ids = [m.model_id for m in multi[0][0]]
+            for d, r in multi[1:]:
+                if [m.model_id for m in d] != first_ids:
+                    raise SparkError(
+                        f"`{r.name.name}` is defined over other checkpoints than `{multi[0][1].name.name}`", span=r.span,
+                        hint="per-checkpoint sets combine checkpoint by checkpoint: select matching checkpoints, e.g. NAME[-1]",
+                    )
+            domain = multi[0][0]
+        elif domains:
+            domain = domains[0][0]
+        else:
+            domain = None
+        if literal_heads and domain:
+            self._check_heads(literal_heads, domain)
+        self.env.sets[name] = SetInfo(name, domain, s.name.span,
+                                      literal=[(h.layer, h.head) for h in literal_heads] if domain is None else [])
+        self.out.append(RHeads(name=name, expr=s.expr, span=s.span))
+
+    def cohort_stmt(self, s: A.CohortStmt) -> None:
+        O.check_options(s.options, {}, "cohort")
+        info = self.env.sets.get(s.set.name)
+        if info is None:
+            self._set_info(A.SetRef(name=s.set, span=s.set.span))
+        if not info.is_diff:
+            raise SparkError(f"cohort needs an emergent set from `circuit ... diff ...`; `{info.name}` is not one",
+                             span=s.set.span, hint="write: circuit D on series[*] diff base as NAME; cohort NAME")
+        self.out.append(RCohort(set_name=info.name, span=s.span))
+
+    def intervene_stmt(self, s: A.AblateStmt | A.ScaleStmt) -> None:
+        op = "ablate" if isinstance(s, A.AblateStmt) else "scale"
+        O.check_options(s.options, {}, op)
+        factor = 0.0
+        if isinstance(s, A.ScaleStmt):
+            factor = float(s.factor.value)
+        src = s.source
+        targets = self.select(s.target) if s.target else None
+        if src.set is not None:
+            info = self._set_info(src.set)
+            picked = self._select_instances(info, src.set)
+            source = SetSource(kind="set", name=info.name, models=picked, span=src.span)
+            if targets is None:
+                if info.domain is None:
+                    raise SparkError(f"`{info.name}` is a literal set: say which model to edit", span=s.span,
+                                     hint=f"add `on MODEL`")
+                targets = picked or info.domain
+            if info.domain is None and targets:
+                self._check_heads([A.HeadLit(layer=l, head=h) for l, h in info.literal], targets)
+        else:
+            if targets is None:
+                raise SparkError("literal heads need a model to edit", span=s.span, hint="add `on MODEL`, e.g. on base")
+            self._check_heads(src.heads, targets)
+            source = SetSource(kind="literal", heads=[(h.layer, h.head) for h in src.heads], span=src.span)
+        if src.top is not None and src.top < 1:
+            raise SparkError("top K needs K >= 1", span=src.span)
+        from sparkql.lang.fmt import fmt_statement
+
+        label = s.alias.name if s.alias else fmt_statement(s.model_copy(update={"target": None, "alias": None, "options": []}))
+        if any(v.label == label for v in self.env.variants):
+            raise SparkError(f"variant `{label}` is declared twice", span=s.span, hint="name one with `as NAME`")
+        if s.alias:
+            self._no_duplicate(s.alias.name, s.alias.span)
+        self._use(targets)
+        self.env.variants.append(VariantInfo(label, s.alias.name if s.alias else None, targets))
+        self.out.append(RIntervene(op=op, factor=factor, label=label, source=source, top_k=src.top, targets=targets,
+                                   span=s.span))
+
+    # ---- eval -----------------------------------------------------------------------
+    def eval_stmt(self, s: A.EvalStmt) -> None:
+        if s.metric is not None and s.metric.name not in O.METRICS:
+            raise SparkError(f"unknown metric `{s.metric.name}`", span=s.metric.span,
+                             hint="pass@k (which also reports success@k and accuracy)")
+        opts = O.check_options(s.options, O.EVAL_WITH, "eval")
+        if s.datasets:
+            datasets = [self.dataset(d) for d in s.datasets]
+            for d, ident in zip(datasets, s.datasets):
+                missing = [r for r in ("problem", "answer") if r not in d.roles]
+                if missing:
+                    raise SparkError(f"dataset `{d.name}` has no {' or '.join(missing)} role, which eval needs",
+                                     span=ident.span, hint=f'map it: dataset {d.name} = "..." (problem = "...", answer = "...")')
+        else:
+            datasets = [d for d in self.env.circuit_datasets if "problem" in d.roles and "answer" in d.roles]
+            if not datasets:
+                raise SparkError("eval has no dataset to evaluate on", span=s.span,
+                                 hint="name one: eval pass@k on aime24 (circuit pair datasets have no answers to grade)")
+        targets: list[EvalTarget] = []
+        if s.targets:
+            for t in s.targets:
+                variant = next((v for v in self.env.variants if v.alias == t.name.name), None)
+                if variant is not None:
+                    refs = self._apply_selector(variant.targets, t.selector, t.name.name, len(variant.targets) > 1)
+                    targets += [EvalTarget(model=r, variant=variant.label) for r in refs]
+                    continue
+                if t.name.name not in self.env.models:
+                    pool = list(self.env.models) + [v.alias for v in self.env.variants if v.alias]
+                    raise SparkError(f"unknown model or variant `{t.name.name}`", span=t.name.span,
+                                     hint=known_names_hint(t.name.name, pool, "models and named variants"))
+                targets += [EvalTarget(model=r) for r in self.select(t)]
+        else:
+            intact = self.env.used_models or [r for d in self.env.models.values() for r in d.refs]
+            targets = [EvalTarget(model=r) for r in intact]
+            targets += [EvalTarget(model=r, variant=v.label) for v in self.env.variants for r in v.targets]
+        n = self._get("n", opts, O.EVAL_OPTIONS)
+        ks = self._get("k", opts, O.EVAL_OPTIONS)
+        if ks is None:
+            ks = sorted({2 ** i for i in range(n.bit_length()) if 2 ** i <= n} | {n})
+        elif max(ks) > n:
+            opt = next((o for o in s.options if o.key.name == "k"), None)
+            raise SparkError(f"k = {max(ks)} is larger than n = {n} samples per problem",
+                             span=opt.value.span if opt else s.span, hint="pass@k needs k <= n: raise n or lower k")
+        sampling = SamplingParams(
+            n=n,
+            temperature=float(self._get("temperature", opts, O.EVAL_OPTIONS)),
+            top_p=float(self._get("top_p", opts, O.EVAL_OPTIONS)),
+            top_k=self._get("top_k", opts, O.EVAL_OPTIONS),
+            min_p=float(self._get("min_p", opts, O.EVAL_OPTIONS)),
+            max_tokens=self._get("max_tokens", opts, O.EVAL_OPTIONS),
+            seed=self._get("seed", opts),
+        )
+        self.out.append(REval(
+            datasets=datasets, targets=targets, sampling=sampling, ks=ks,
+            think=opts.get("think", self.env.think), system=self._get("system", opts),
+            instruction=self._get("instruction", opts, O.EVAL_OPTIONS), examples=self._get("examples", opts, O.EVAL_OPTIONS),
+            dtype=self._dtype(opts, [t.model for t in targets]), exec=self._exec(opts),
+            n_problems={d.name: self.env.dataset_rows.get(d.name, 0) for d in datasets}, span=s.span,
+        ))
+
+    # ---- driver ---------------------------------------------------------------------
+    def run(self, tree: A.StudyAst) -> Study:
+        handlers = {
+            "model": self.model_stmt, "dataset": self.dataset_stmt, "set": self.set_stmt, "think": self.think_stmt,
+            "circuit": self.circuit_stmt, "heads": self.heads_stmt, "cohort": self.cohort_stmt,
+            "ablate": self.intervene_stmt, "scale": self.intervene_stmt, "eval": self.eval_stmt,
+        }
+        for stmt in tree.statements:
+            handlers[stmt.stmt](stmt)
+        return Study(file=self.file, models=self.env.models, datasets=self.env.datasets, statements=self.out,
+                     backend=choose_backend(self.env.settings.get("backend", "auto")))
+
+
+def _first_row(path: Path, fmt: str) -> dict | None:
+    """The first record of a JSONL or CSV file (cheap), to check role fields at compile time."""
+    import json
+
+    try:
+        if fmt == "jsonl":
+            with path.open(encoding="utf-8") as f:
+                for line in f:
+                    if line.strip():
+                        row = json.loads(line)
+                        return row if isinstance(row, dict) else None
+        if fmt == "csv":
+            import csv
+
+            with path.open(encoding="utf-8", newline="") as f:
+                header = next(csv.reader(f), None)
+                return {h: None for h in header} if header else None
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def _count_rows(path: Path, fmt: str) -> int:
+    if fmt in ("jsonl", "csv"):
+        with path.open("rb") as f:
+            n = sum(1 for line in f if line.strip())
+        return n - 1 if fmt == "csv" else n
+    return 0
+
+
+def resolve(tree: A.StudyAst, file: str = "<study>", study_dir: Path | None = None) -> Study:
+    return Resolver(file, study_dir).run(tree)

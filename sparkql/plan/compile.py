@@ -1,0 +1,258 @@
+"""Study -> Plan: typed steps with content-addressed keys, shared when identical.
+
+Compilation is a pure function of the resolved study: the same study over the
+same files gives the same keys, in this run and the next, so finished steps
+are recognised in the results store and never recomputed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sparkql.errors import SparkError
+from sparkql.lang import ast as A
+from sparkql.lang.parser import parse
+from sparkql.lang.resolve import resolve
+from sparkql.lang.study import RCircuit, RCohort, REval, RHeads, RIntervene, Study
+from sparkql.plan.steps import (
+    AggregateSpec, CircuitSpec, CohortMember, CohortSpec, Cost, ExecOptions, GenerateSpec, GradeSpec, HeadExpr,
+    HeadSetSpec, InterveneSpec, LoadModelSpec, ModelRef, Plan, Step, step_key,
+)
+
+
+class _Builder:
+    def __init__(self, study: Study):
+        self.study = study
+        self.steps: dict[str, Step] = {}
+        self.loaded: dict[str, str] = {}
+        # set name -> {model_id: step key of that model's instance}; literal sets -> heads
+        self.set_keys: dict[str, dict[str, str]] = {}
+        self.set_models: dict[str, list[ModelRef]] = {}
+        self.set_literals: dict[str, list[tuple[int, int]]] = {}
+        self.circuit_of: dict[tuple[str, str], str] = {}   # (set name, model_id) -> circuit key
+        self.base_circuit_of: dict[str, str] = {}            # diff set name -> base circuit key
+        self.variant_keys: dict[tuple[str, str], str] = {}  # (variant label, model_id) -> intervene key
+
+    def add(self, kind: str, spec, label: str, deps: list[str], span, exec: ExecOptions | None = None,
+            cost: Cost | None = None) -> str:
+        key = step_key(kind, spec)
+        if key not in self.steps:
+            self.steps[key] = Step(key=key, kind=kind, label=label, deps=sorted(set(deps)), spec=spec,
+                                   exec=exec or ExecOptions(), cost=cost or Cost(), span=span)
+        return key
+
+    def load(self, ref: ModelRef, dtype: str, span) -> str:
+        if ref.model_id not in self.loaded:
+            self.loaded[ref.model_id] = self.add(
+                "load_model", LoadModelSpec(model=ref, dtype="auto"), f"load {ref.label}", [], span)
+        return self.loaded[ref.model_id]
+
+    # ---- circuits --------------------------------------------------------------------
+    def circuit(self, c: RCircuit, ref: ModelRef) -> str:
+        spec = CircuitSpec(model=ref, dataset=c.dataset, params=c.params)
+        n = min(c.n_examples or 0, c.params.examples or (c.n_examples or 0))
+        cost = Cost(forward_backward=n * c.params.ig_steps, forward=2 * n)
+        return self.add("circuit", spec, f"circuit {c.dataset.name} on {ref.label}",
+                        [self.load(ref, c.params.dtype, c.span)], c.span, c.exec, cost)
+
+    def circuit_stmt(self, c: RCircuit) -> None:
+        base_key = self.circuit(c, c.base) if c.base else None
+        if c.set_name:
+            self.set_keys[c.set_name] = {}
+            self.set_models[c.set_name] = list(c.models)
+        for ref in c.models:
+            ck = self.circuit(c, ref)
+            if not c.set_name:
+                continue
+            self.circuit_of[(c.set_name, ref.model_id)] = ck
+            if base_key:
+                expr = HeadExpr(op="minus", args=[HeadExpr(op="circuit", ref=ck), HeadExpr(op="circuit", ref=base_key)])
+                spec = HeadSetSpec(kind="diff", name=c.set_name, model=ref, expr=expr)
+                label = f"diff {c.set_name}: {ref.label} - {c.base.label}"
+                key = self.add("diff", spec, label, [ck, base_key], c.span)
+            else:
+                spec = HeadSetSpec(kind="heads", name=c.set_name, model=ref, expr=HeadExpr(op="circuit", ref=ck))
+                key = self.add("heads", spec, f"heads {c.set_name} of {ref.label}", [ck], c.span)
+            self.set_keys[c.set_name][ref.model_id] = key
+        if base_key and c.set_name:
+            self.base_circuit_of[c.set_name] = base_key
+
+    # ---- head sets -------------------------------------------------------------------
+    def _instances(self, name: str, models: list[ModelRef]) -> list[str]:
+        keys = self.set_keys[name]
+        return [keys[m.model_id] for m in models if m.model_id in keys]
+
+    def operand(self, name: str, model: ModelRef | None, picked: list[ModelRef]) -> HeadExpr:
+        """The expression for set ``name`` as seen from ``model``: its own instance when it has one,
+        the picked instances (selector), else the union over all instances (broadcast)."""
+        if name in self.set_literals:
+            return HeadExpr(op="literal", heads=self.set_literals[name])
+        keys = self.set_keys[name]
+        if picked:
+            refs = self._instances(name, picked)
+        elif model is not None and model.model_id in keys:
+            refs = [keys[model.model_id]]
+        else:
+            refs = list(keys.values())
+        if len(refs) == 1:
+            return HeadExpr(op="set", ref=refs[0])
+        return HeadExpr(op="union", args=[HeadExpr(op="set", ref=r) for r in refs])
+
+    def expr(self, e, model: ModelRef | None, deps: list[str]) -> HeadExpr:
+        if isinstance(e, A.SetName):
+            picked = self._picked(e.ref)
+            he = self.operand(e.ref.name.name, model, picked)
+            deps.extend(_refs(he))
+            return he
+        if isinstance(e, A.SetLiteral):
+            return HeadExpr(op="literal", heads=[(h.layer, h.head) for h in e.heads])
+        return HeadExpr(op=e.op, args=[self.expr(e.left, model, deps), self.expr(e.right, model, deps)])
+
+    def _picked(self, ref: A.SetRef) -> list[ModelRef]:
+        if ref.selector is None:
+            return []
+        models = self.set_models.get(ref.name.name, [])
+        s = ref.selector
+        if s.kind == "all":
+            return models
+        if s.kind == "index":
+            return [models[s.index]]
+        if s.kind == "slice":
+            return models[s.start:s.stop]
+        return [m for m in models if m.step == s.step]
+
+    def heads_stmt(self, h: RHeads) -> None:
+        domain = self._domain(h.expr)
+        if domain is None:
+            self.set_literals[h.name] = _literal_heads(h.expr)
+            return
+        self.set_keys[h.name] = {}
+        self.set_models[h.name] = domain
+        for ref in domain:
+            deps: list[str] = []
+            expr = self.expr(h.expr, ref, deps)
+            spec = HeadSetSpec(kind="heads", name=h.name, model=ref, expr=expr)
+            self.set_keys[h.name][ref.model_id] = self.add("heads", spec, f"heads {h.name} of {ref.label}", deps, h.span)
+
+    def _domain(self, e) -> list[ModelRef] | None:
+        names: list[tuple[str, list[ModelRef]]] = []
+
+        def walk(x):
+            if isinstance(x, A.SetName):
+                n = x.ref.name.name
+                if n not in self.set_literals:
+                    names.append((n, self._picked(x.ref) or self.set_models[n]))
+            elif isinstance(x, A.SetOp):
+                walk(x.left)
+                walk(x.right)
+
+        walk(e)
+        if not names:
+            return None
+        multi = [m for _, m in names if len(m) > 1]
+        return multi[0] if multi else names[0][1]
+
+    # ---- cohorts, interventions, evals -------------------------------------------------
+    def cohort_stmt(self, c: RCohort) -> None:
+        name = c.set_name
+        members = [
+            CohortMember(model=m, set_key=self.set_keys[name][m.model_id], circuit_key=self.circuit_of[(name, m.model_id)])
+            for m in sorted(self.set_models[name], key=lambda m: (m.step is None, m.step or 0))
+        ]
+        base_key = self.base_circuit_of[name]
+        base = self.steps[base_key].spec.model
+        spec = CohortSpec(name=name, series=members, base=base, base_circuit_key=base_key)
+        deps = [m.set_key for m in members] + [m.circuit_key for m in members] + [base_key]
+        self.add("cohort", spec, f"cohort {name} ({len(members)} checkpoints)", deps, c.span)
+
+    def intervene_stmt(self, v: RIntervene) -> None:
+        for target in v.targets or []:
+            if v.source.kind == "literal":
+                heads = HeadExpr(op="literal", heads=v.source.heads)
+                deps: list[str] = []
+            else:
+                heads = self.operand(v.source.name, target, list(v.source.models))
+                deps = _refs(heads)
+            spec = InterveneSpec(variant=v.label, model=target, op=v.op, factor=v.factor, heads=heads, top_k=v.top_k)
+            key = self.add("intervene", spec, f"{v.label} @ {target.label}", deps + [self.load(target, "auto", v.span)], v.span)
+            self.variant_keys[(v.label, target.model_id)] = key
+
+    def eval_stmt(self, e: REval) -> None:
+        for ds in e.datasets:
+            n_problems = e.n_problems.get(ds.name, 0)
+            if e.examples:
+                n_problems = min(n_problems, e.examples)
+            for t in e.targets:
+                vkey = self.variant_keys.get((t.variant, t.model.model_id)) if t.variant else None
+                gen = GenerateSpec(
+                    model=t.model, variant_key=vkey, variant=t.variant or "intact", dataset=ds, sampling=e.sampling,
+                    think=e.think, system=e.system, instruction=e.instruction, examples=e.examples, dtype=e.dtype,
+                )
+                who = t.model.label + (f" [{t.variant}]" if t.variant else "")
+                deps = [self.load(t.model, e.dtype, e.span)] + ([vkey] if vkey else [])
+                cost = Cost(tokens=n_problems * e.sampling.n * e.sampling.max_tokens)
+                gk = self.add("generate", gen, f"generate {ds.name} with {who}", deps, e.span, e.exec, cost)
+                grade = GradeSpec(generate_key=gk, grader=ds.grader, think=e.think, seed=e.sampling.seed)
+                rk = self.add("grade", grade, f"grade {ds.name} of {who}", [gk], e.span)
+                agg = AggregateSpec(generate_key=gk, grade_key=rk, ks=e.ks, seed=e.sampling.seed)
+                self.add("aggregate", agg, f"pass@k {ds.name} of {who}", [gk, rk], e.span)
+
+    def build(self) -> Plan:
+        for stmt in self.study.statements:
+            getattr(self, f"{stmt.kind}_stmt")(stmt)
+        return Plan(study=self.study.file, steps=list(self.steps.values()), backend=self.study.backend)
+
+
+def _refs(e: HeadExpr) -> list[str]:
+    out = [e.ref] if e.ref else []
+    for a in e.args:
+        out += _refs(a)
+    return out
+
+
+def _literal_heads(e) -> list[tuple[int, int]]:
+    if isinstance(e, A.SetLiteral):
+        return [(h.layer, h.head) for h in e.heads]
+    if isinstance(e, A.SetOp):
+        left, right = set(_literal_heads(e.left)), set(_literal_heads(e.right))
+        combined = {"union": left | right, "intersect": left & right, "minus": left - right}[e.op]
+        return sorted(combined)
+    return []
+
+
+def compile_study(study: Study) -> Plan:
+    return _Builder(study).build()
+
+
+def compile_text(text: str, file: str | None = None, study_dir: Path | None = None) -> Plan:
+    """Parse, resolve and compile study text; every user mistake is a SparkError with the source attached."""
+    name = file or "<study>"
+    try:
+        tree = parse(text, name)
+        study = resolve(tree, name, study_dir)
+        return compile_study(study)
+    except SparkError as e:
+        raise e.with_source(name, text) from None
+
+
+def read_study(path: str | Path) -> str:
+    p = Path(path)
+    if not p.is_file():
+        raise SparkError(f"study file {path} does not exist", hint="give the path of a .spark file")
+    try:
+        return p.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise SparkError(f"study file {path} is not UTF-8 text") from None
+
+
+def compile_file(path: str | Path) -> Plan:
+    p = Path(path)
+    return compile_text(read_study(p), str(path), p.resolve().parent)
+
+
+def resolve_text(text: str, file: str | None = None, study_dir: Path | None = None) -> Study:
+    name = file or "<study>"
+    try:
+        return resolve(parse(text, name), name, study_dir)
+    except SparkError as e:
+        raise e.with_source(name, text) from None
