@@ -32,6 +32,7 @@ MIGRATIONS: dict[int, list[str]] = {
         "ALTER TABLE cohort_heads ADD COLUMN IF NOT EXISTS origin VARCHAR",
         "ALTER TABLE cohort_heads ADD COLUMN IF NOT EXISTS n_active INTEGER",
         TABLES["cohort_members"],
+        "ALTER TABLE evals ADD COLUMN IF NOT EXISTS grader VARCHAR",
     ],
 }
 

@@ -187,7 +187,8 @@ TABLES: dict[str, str] = {
             seed INTEGER,
             think BOOLEAN,
             backend VARCHAR,
-            n_problems INTEGER
+            n_problems INTEGER,
+            grader VARCHAR             -- math | gsm8k | gpqa | triviaqa | exact (how `sparkql regrade` grades)
         )""",
     "samples": """
         CREATE TABLE IF NOT EXISTS samples (
