@@ -53,6 +53,7 @@ def _busy_error(db: Path, e: Exception, waited: float, read_only: bool) -> Spark
     action = "read" if read_only else "write"
     return SparkError(
         f"could not {action} the results store {db}: it stayed locked by {who} for {waited:.0f} s",
+        file=str(db),
         hint="the writer holds the file only while it commits a step; retry in a moment"
         if read_only
         else "close other programs that hold the store open (a long `sparkql sql`, a notebook connection)",
@@ -66,7 +67,7 @@ def open_db(db: str | os.PathLike, read_only: bool = True, timeout: float | None
         timeout = READ_TIMEOUT_S if read_only else WRITE_TIMEOUT_S
     if read_only and not db.exists():
         raise SparkError(
-            f"no results store at {db}",
+            f"no results store at {db}", file=str(db),
             hint="run a study first (`sparkql run study.spark --db FILE`) or pass the right --db",
         )
     start = time.monotonic()
@@ -76,14 +77,15 @@ def open_db(db: str | os.PathLike, read_only: bool = True, timeout: float | None
             return duckdb.connect(str(db), read_only=read_only)
         except duckdb.IOException as e:
             if not _is_lock_error(e):
-                raise SparkError(f"cannot open the results store {db}: {e}") from None
+                raise SparkError(f"cannot open the results store {db}: {e}", file=str(db)) from None
             waited = time.monotonic() - start
             if waited >= timeout:
                 raise _busy_error(db, e, waited, read_only) from None
             time.sleep(min(delay, max(timeout - waited, 0.0)) * (1 + 0.25 * random.random()))
             delay = min(delay * 2, 0.2)
         except duckdb.Error as e:
-            raise SparkError(f"cannot open the results store {db}: {e}", hint="is it a DuckDB file?") from None
+            raise SparkError(f"cannot open the results store {db}: {e}", hint="is it a DuckDB file?",
+                             file=str(db)) from None
 
 
 def connect(db: str | os.PathLike = "sparkql.duckdb", read_only: bool = True, timeout: float | None = None) -> duckdb.DuckDBPyConnection:

@@ -94,6 +94,7 @@ class RunLock:
                 raise SparkError(
                     f"the results store {self.db} is in use by {describe_holder(holder)}",
                     hint="wait for that run to finish (or stop it; a rerun resumes), or use another --db",
+                    file=str(self.db),
                 ) from None
         info = {
             "pid": os.getpid(),

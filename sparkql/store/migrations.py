@@ -55,14 +55,14 @@ def ensure_schema(con, where: str = "store") -> int:
     if found is not None and found > SCHEMA_VERSION:
         raise SparkError(
             f"{where} has schema version {found}, newer than this sparkql understands ({SCHEMA_VERSION})",
-            hint="upgrade sparkql, or use another --db",
+            hint="upgrade sparkql, or use another --db", file=where,
         )
     if found is None:
         has_any = con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'main'").fetchone()[0]
         if has_any:
             raise SparkError(
                 f"{where} is a DuckDB file but not a sparkql store (no meta.schema_version)",
-                hint="point --db at a new file or an existing sparkql store",
+                hint="point --db at a new file or an existing sparkql store", file=where,
             )
         for ddl in TABLES.values():
             con.execute(ddl)

@@ -50,7 +50,12 @@ def to_arrow(payload: Any) -> pa.Table:
     if isinstance(payload, (list, tuple)):
         if not payload:
             return pa.table({})
-        return pa.Table.from_pylist(list(payload))
+        # Not pa.Table.from_pylist: it takes the columns of the first row only, and handlers
+        # legitimately leave out keys that are NULL for some rows (layer of the input node).
+        keys: dict[str, None] = {}
+        for row in payload:
+            keys.update(dict.fromkeys(row))
+        return pa.table({k: pa.array([row.get(k) for row in payload]) for k in keys})
     if hasattr(payload, "to_arrow"):  # polars
         return payload.to_arrow()
     if hasattr(payload, "columns") and hasattr(payload, "to_dict"):  # pandas

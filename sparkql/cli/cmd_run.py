@@ -1,0 +1,82 @@
+"""``sparkql run FILE``: compile a study and execute it into the results store."""
+
+from __future__ import annotations
+
+import click
+
+from sparkql.cli.common import console, db_option
+
+
+def _print_plan(summary) -> None:
+    from rich.table import Table
+
+    t = Table(title=f"dry run: {summary.study} -> {summary.db}", title_justify="left")
+    t.add_column("#", justify="right")
+    t.add_column("kind")
+    t.add_column("step")
+    t.add_column("key")
+    t.add_column("status")
+    style = {"cached": "dim", "pending": "bold", "unavailable": "red", "blocked": "yellow"}
+    for i, s in enumerate(summary.steps, 1):
+        t.add_row(str(i), s.kind, s.label, s.key[:12], f"[{style.get(s.status, '')}]{s.status}[/]")
+    console.print(t)
+    n_run = summary.count("pending")
+    console.print(f"{n_run} step(s) would run, {summary.n_cached} cached"
+                  + (f", {summary.count('unavailable') + summary.count('blocked')} cannot run in this build"
+                     if summary.count('unavailable') + summary.count('blocked') else ""))
+
+
+def _print_summary(summary) -> None:
+    from rich.table import Table
+
+    by_kind: dict[str, dict[str, int]] = {}
+    for s in summary.steps:
+        by_kind.setdefault(s.kind, {}).setdefault(s.status, 0)
+        by_kind[s.kind][s.status] += 1
+    t = Table(title=f"run {summary.run_id} {summary.status} in {summary.seconds:.1f} s", title_justify="left")
+    t.add_column("kind")
+    for col in ("done", "cached", "not run"):
+        t.add_column(col, justify="right")
+    for kind, c in by_kind.items():
+        other = sum(v for k, v in c.items() if k not in ("done", "cached"))
+        t.add_row(kind, str(c.get("done", 0)), str(c.get("cached", 0)), str(other) if other else "")
+    console.print(t)
+    skipped = [s for s in summary.steps if s.status in ("unavailable", "blocked")]
+    if skipped:
+        kinds = sorted({s.kind for s in skipped if s.status == "unavailable"})
+        console.print(f"not run: {len(skipped)} step(s) (no handler in this build for: {', '.join(kinds)})")
+    console.print(f"results in {summary.db}: try `sparkql sql \"SELECT * FROM steps\" --db {summary.db}`",
+                  highlight=False, markup=False)
+
+
+@click.command("run")
+@click.argument("file", type=click.Path(dir_okay=False))
+@db_option
+@click.option("--dry-run", is_flag=True, help="Show which steps would run (and which are cached); change nothing.")
+@click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default=None, help="Override the study's device.")
+@click.option("--backend", type=click.Choice(["transformers", "vllm", "auto"]), default=None, help="Generation backend.")
+@click.option("--memory", default=None, help="Memory budget for fused IG batching, e.g. 8GiB.")
+@click.option("--batch-size", type=int, default=None, help="Generation batch size.")
+@click.option("--partial", is_flag=True, help="Run every step this build can run; list the rest instead of refusing.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress display (the summary is still printed).")
+@click.pass_context
+def run(ctx: click.Context, file: str, db: str, dry_run: bool, device, backend, memory, batch_size, partial: bool,
+        quiet: bool) -> None:
+    """Execute a study: every step not already in the store, in dependency order.
+
+    A run killed at any point resumes where it stopped when rerun. One run per
+    store at a time; `sparkql sql` and the TUI can read the store meanwhile.
+    """
+    from sparkql.plan.compile import compile_file, read_study
+    from sparkql.runtime.executor import execute
+
+    plan = compile_file(file)
+    overrides = {"device": device, "backend": backend, "memory": memory, "batch_size": batch_size}
+    debug = bool((ctx.obj or {}).get("debug"))
+    # Ctrl-C: the executor stops cleanly and re-raises; the CLI shell prints "interrupted", exit 130.
+    summary = execute(plan, db, study_text=read_study(file), dry_run=dry_run, exec_overrides=overrides,
+                      partial=partial, console=console, live=False if quiet else None, debug=debug)
+    if dry_run:
+        _print_plan(summary)
+    else:
+        _print_summary(summary)

@@ -1,0 +1,147 @@
+"""``sparkql sql "SELECT ..."``: query the results store (read-only unless --write).
+
+Never imports torch: it opens the store with sparkql.store.api.connect, which
+waits briefly while a running study commits a step.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import decimal
+import io
+import json
+import sys
+import uuid
+from pathlib import Path
+
+import click
+
+from sparkql.cli.common import console, db_option
+from sparkql.errors import SparkError
+
+
+def _jsonable(v):
+    if isinstance(v, (_dt.datetime, _dt.date, _dt.time)):
+        return v.isoformat()
+    if isinstance(v, decimal.Decimal):
+        return float(v)
+    if isinstance(v, uuid.UUID):
+        return str(v)
+    if isinstance(v, bytes):
+        return v.hex()
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, float) and v != v:
+        return None
+    return v
+
+
+def _known_relations(con) -> list[str]:
+    rows = con.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main' "
+        "UNION SELECT view_name FROM duckdb_views() WHERE schema_name = 'main' AND NOT internal"
+    ).fetchall()
+    return sorted(r[0] for r in rows)
+
+
+def query_error(e: Exception, con, db: str) -> SparkError:
+    """A DuckDB error as a SparkError with a useful hint."""
+    import duckdb
+
+    msg = str(e).strip()
+    if "read-only" in msg.lower():
+        return SparkError(f"the statement changes the store, which `sparkql sql` opens read-only: {msg}",
+                          hint="add --write to allow changes", file=db)
+    hint = None
+    if isinstance(e, duckdb.CatalogException):
+        hint = "tables and views: " + ", ".join(_known_relations(con))
+    elif isinstance(e, duckdb.ParserException):
+        hint = "check the SQL syntax (DuckDB dialect); quote the whole query for the shell"
+    return SparkError(f"query failed: {msg}", hint=hint, file=db)
+
+
+def write_rows(fmt: str, columns: list[str], rows: list[tuple], out) -> None:
+    if fmt == "csv":
+        w = csv.writer(out, lineterminator="\n")
+        w.writerow(columns)
+        for r in rows:
+            w.writerow(["" if v is None else v for v in r])
+    elif fmt == "json":
+        json.dump([{c: _jsonable(v) for c, v in zip(columns, r)} for r in rows], out, indent=1)
+        out.write("\n")
+    else:  # pragma: no cover - guarded by click.Choice
+        raise ValueError(fmt)
+
+
+def print_table(columns: list[str], rows: list[tuple], limit: int | None) -> None:
+    from rich.table import Table
+
+    t = Table(show_lines=False)
+    for c in columns:
+        t.add_column(c, overflow="fold")
+    shown = rows if limit is None else rows[:limit]
+    for r in shown:
+        t.add_row(*["NULL" if v is None else (f"{v:.6g}" if isinstance(v, float) else str(v)) for v in r])
+    console.print(t)
+    more = "" if len(shown) == len(rows) else f" (showing {len(shown)}; --limit 0 or --format csv for all)"
+    console.print(f"{len(rows)} row(s){more}", style="dim")
+
+
+@click.command("sql")
+@click.argument("query")
+@db_option
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "parquet"]), default="table",
+              show_default=True, help="Output format.")
+@click.option("--out", "out", type=click.Path(dir_okay=False), default=None,
+              help="Write to this file instead of stdout (required for parquet).")
+@click.option("--write", "write", is_flag=True, help="Open the store read-write (allow INSERT/UPDATE/DELETE/CREATE).")
+@click.option("--limit", type=int, default=200, show_default=True, help="Rows shown by --format table (0: all).")
+def sql(query: str, db: str, fmt: str, out: str | None, write: bool, limit: int) -> None:
+    """Run SQL (DuckDB dialect) against the results store.
+
+    Example: sparkql sql "SELECT set_name, step, newly_activated, maintained FROM cohort_checkpoints ORDER BY step"
+    """
+    import duckdb
+
+    from sparkql.store.api import connect
+
+    if fmt == "parquet" and not out:
+        raise SparkError("--format parquet needs --out FILE", hint="e.g. --out results.parquet")
+    con = connect(db, read_only=not write)
+    try:
+        try:
+            cur = con.execute(query)
+        except duckdb.Error as e:
+            raise query_error(e, con, db) from None
+        if cur.description is None:  # a statement without a result (with --write)
+            console.print("ok")
+            return
+        if fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            table = cur.to_arrow_table()
+            Path(out).parent.mkdir(parents=True, exist_ok=True)
+            pq.write_table(table, out)
+            console.print(f"wrote {table.num_rows} row(s) to {out}")
+            return
+        columns = [d[0] for d in cur.description]
+        rows = cur.fetchall()
+    finally:
+        con.close()
+    if fmt == "table":
+        if out:
+            raise SparkError("--format table prints to the terminal", hint="use --format csv or json with --out")
+        print_table(columns, rows, None if limit == 0 else limit)
+        return
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        with open(out, "w", newline="", encoding="utf-8") as f:
+            write_rows(fmt, columns, rows, f)
+        console.print(f"wrote {len(rows)} row(s) to {out}")
+    else:
+        buf = io.StringIO()
+        write_rows(fmt, columns, rows, buf)
+        sys.stdout.write(buf.getvalue())
