@@ -32,6 +32,7 @@ def _fmt_count(n: int) -> str:
 def plan(file: str, as_json: bool, db: str) -> None:
     """Print the steps FILE compiles to: kind, inputs, cost, cached."""
     from rich.table import Table
+    from rich.text import Text
 
     from sparkql.plan.compile import compile_file
 
@@ -44,9 +45,14 @@ def plan(file: str, as_json: bool, db: str) -> None:
         click.echo(json.dumps(data, indent=2))
         return
     index = {s.key: i for i, s in enumerate(p.steps, 1)}
-    table = Table(title=f"{file}: {len(p.steps)} steps, generation backend {p.backend}", title_justify="left")
-    for col in ("#", "kind", "step", "inputs", "fwd+bwd", "fwd", "tokens", "cached", "key"):
-        table.add_column(col, justify="right" if col in ("#", "fwd+bwd", "fwd", "tokens") else "left")
+    table = Table(title=Text(f"{file}: {len(p.steps)} steps, generation backend {p.backend}"), title_justify="left",
+                  box=None, pad_edge=False, header_style="bold")
+    table.add_column("#", justify="right", no_wrap=True)
+    table.add_column("kind", no_wrap=True)
+    table.add_column("step", ratio=1)
+    table.add_column("inputs", no_wrap=True)
+    table.add_column("cost", justify="right", no_wrap=True)
+    table.add_column("cached", no_wrap=True)
     totals = {"fb": 0, "f": 0, "t": 0, "todo": 0}
     for i, s in enumerate(p.steps, 1):
         done = cached is not None and s.key in cached
@@ -55,12 +61,14 @@ def plan(file: str, as_json: bool, db: str) -> None:
             totals["f"] += s.cost.forward
             totals["t"] += s.cost.tokens
             totals["todo"] += 1
+        cost = []
+        if s.cost.forward_backward:
+            cost.append(f"{_fmt_count(s.cost.forward_backward)} f+b")
+        if s.cost.tokens:
+            cost.append(f"{_fmt_count(s.cost.tokens)} tok")
         table.add_row(
-            str(i), s.kind, s.label, ",".join(str(index[d]) for d in s.deps),
-            _fmt_count(s.cost.forward_backward) if s.cost.forward_backward else "",
-            _fmt_count(s.cost.forward) if s.cost.forward else "",
-            _fmt_count(s.cost.tokens) if s.cost.tokens else "",
-            "-" if cached is None else ("yes" if done else "no"), s.key[:10],
+            str(i), s.kind, Text(s.label), ",".join(str(index[d]) for d in s.deps), " ".join(cost),
+            "-" if cached is None else ("yes" if done else "no"),
         )
     console.print(table)
     state = "no store yet" if cached is None else f"{len(p.steps) - totals['todo']} cached"

@@ -103,6 +103,16 @@ def _num(tok: Token) -> A.Number:
     return A.Number(value=value, text=text.lstrip("+"), span=_tok_span(tok))
 
 
+def _clauses(clauses: list) -> dict:
+    """Optional clauses written in any order, each at most once."""
+    out = {}
+    for kind, node, span in clauses:
+        if kind in out:
+            raise SparkError(f"`{kind}` is given twice in one statement", span=span, hint="keep one")
+        out[kind] = node
+    return out
+
+
 @v_args(meta=True)
 class _Builder(Transformer):
     """Parse tree -> AST. Every node gets the span of the text it came from."""
@@ -179,17 +189,20 @@ class _Builder(Transformer):
         return A.SetStmt(key=_ident(key), value=value, span=span_of(meta))
 
     def diff_clause(self, meta, items):
-        return items[0]
+        return ("diff", items[0], span_of(meta))
 
     def using_clause(self, meta, items):
         method, *args = items
-        return A.Using(method=_ident(method), args=[a for a in args if a is not None], span=span_of(meta))
+        using = A.Using(method=_ident(method), args=[a for a in args if a is not None], span=span_of(meta))
+        return ("using", using, span_of(meta))
 
     def as_clause(self, meta, items):
-        return _ident(items[0])
+        return ("as", _ident(items[0]), span_of(meta))
 
     def circuit_stmt(self, meta, items):
-        dataset, model, diff, using, alias, opts = items
+        dataset, model, *clauses, opts = items
+        c = _clauses(clauses)
+        diff, using, alias = c.get("diff"), c.get("using"), c.get("as")
         return A.CircuitStmt(
             dataset=_ident(dataset), model=model, diff=diff, using=using, alias=alias, options=opts or [],
             span=span_of(meta),
@@ -203,7 +216,7 @@ class _Builder(Transformer):
         return int(items[0])
 
     def on_clause(self, meta, items):
-        return items[0]
+        return ("on", items[0], span_of(meta))
 
     def head_list(self, meta, items):
         return [_head(t) for t in items]
@@ -216,11 +229,15 @@ class _Builder(Transformer):
         return A.HeadSource(heads=items[0], span=span_of(meta))
 
     def ablate_stmt(self, meta, items):
-        source, target, alias, opts = items
+        source, *clauses, opts = items
+        c = _clauses(clauses)
+        target, alias = c.get("on"), c.get("as")
         return A.AblateStmt(source=source, target=target, alias=alias, options=opts or [], span=span_of(meta))
 
     def scale_stmt(self, meta, items):
-        source, factor, target, alias, opts = items
+        source, factor, *clauses, opts = items
+        c = _clauses(clauses)
+        target, alias = c.get("on"), c.get("as")
         return A.ScaleStmt(
             source=source, factor=factor, target=target, alias=alias, options=opts or [], span=span_of(meta)
         )
@@ -306,6 +323,8 @@ def _lark_error(e: UnexpectedInput, text: str) -> SparkError:
         shown = "end of line" if tok.type == "_NL" else repr(str(tok))
         expected = e.expected
         hint = "expected " + _expected_words(expected)
+        if "METRIC" in expected and text[tok.end_pos:tok.end_pos + 1] == "@":
+            hint = "the metric is written pass@k"
         if tok.type == "NAME" and e.state is not None and any(k.upper() in expected for k in KEYWORDS) and str(tok) not in KEYWORDS:
             from sparkql.errors import did_you_mean
 

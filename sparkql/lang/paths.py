@@ -9,6 +9,7 @@ the toy organism (sparkql.zoo), built on demand by the runtime.
 
 from __future__ import annotations
 
+import fnmatch
 import glob as _glob
 import hashlib
 import json
@@ -111,7 +112,8 @@ def find_models(written: str, span: Span | None, study_dir: Path | None) -> list
                 raise SparkError(f"{p} has no config.json", span=span,
                                  hint="point at a Hugging Face model directory (config.json + weights)")
             return [FoundModel(str(p.resolve()), None, fingerprint_dir(p), _read_config(p))]
-    if re.fullmatch(r"[\w.\-]+/[\w.\-]+", written):
+    looks_local = any((b / Path(written).parts[0]).is_dir() for b in _bases(study_dir)) if not os.path.isabs(written) else True
+    if re.fullmatch(r"[\w.\-]+/[\w.\-]+", written) and not looks_local:
         snap = _hub_snapshot(written)
         if snap is not None:
             return [FoundModel(str(snap), None, fingerprint_dir(snap), _read_config(snap))]
@@ -142,7 +144,7 @@ def _find_zoo(written: str, span: Span | None) -> list[FoundModel]:
         sub = "checkpoint-*"
     pattern = sub
     names = [f"checkpoint-{s}" for s in steps]
-    matched = [n for n in names if _glob.fnmatch.fnmatch(n, pattern)]
+    matched = [n for n in names if fnmatch.fnmatch(n, pattern)]
     if not matched:
         raise SparkError(f'no zoo checkpoint matches "{written}"', span=span,
                          hint=f"zoo:{series} has " + ", ".join(names))

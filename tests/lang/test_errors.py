@@ -1,0 +1,123 @@
+"""A catalogue of bad studies: each is a SparkError whose rendered message (file:line:col, the
+source line, a caret under the span, a hint) is snapshotted. And the CLI: exit 2, no traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sparkql.errors import SparkError
+
+from lang_helpers import compile_in_tree
+
+M = 'model base = "models/Qwen2.5-Math-1.5B-Instruct"\nmodel ckpt = "runs/grpo-math220k/checkpoint-*"\n'
+Q3 = 'model qwen3 = "models/Qwen3-8B"\n'
+
+BAD: dict[str, str] = {
+    # syntax
+    "unknown_statement": "modle base = \"models/x\"\n",
+    "unterminated_string": 'model base = "models/Qwen2.5\n',
+    "missing_equals": 'model base "models/x"\n',
+    "two_statements_one_line": M + "cohort a cohort b\n",
+    "bad_character": M + "circuit aime24 on base $\n",
+    "metric_typo_character": M + "eval pass@ on aime24\n",
+    "unclosed_paren": M + "circuit aime24 on base using eap_ig(steps = 5\n",
+    "empty_selector": M + "circuit aime24 on ckpt[] diff base\n",
+    "head_literal_malformed": M + "scale heads L5, L7H3 by 0.5 on base\n",
+    "eval_missing_dataset_after_on": M + "eval pass@k on with n = 4\n",
+    "scale_without_factor": M + "circuit aime24 on ckpt[*] diff base\nscale emergent on base\n",
+    "ends_mid_statement": M + "circuit aime24 on",
+    "duplicate_clause": M + "circuit aime24 on ckpt[*] diff base as a as b\n",
+    # names
+    "unknown_model": M + "circuit aime24 on bsae\n",
+    "unknown_dataset": M + "circuit aime42 on base as h\n",
+    "unknown_head_set": M + "circuit aime24 on ckpt[*] diff base as emergent_grpo\nablate emergent_gpro top 10\n",
+    "model_used_as_head_set": M + "ablate base top 3 on base\n",
+    "head_set_used_as_model": M + "circuit aime24 on ckpt[*] diff base\ncircuit aime24 on emergent\n",
+    "duplicate_model": M + 'model base = "models/Qwen2.5-Math-1.5B"\n',
+    "duplicate_head_set": M + "circuit aime24 on ckpt[*] diff base\ncircuit amc on ckpt[*] diff base\n",
+    "gpqa_without_path": M + "eval pass@k on gpqa for base\n",
+    "unknown_variant_in_for": M + "eval pass@k on aime24 for base, ablated\n",
+    # options
+    "misspelled_option": M + "circuit aime24 on base using eap_ig(stpes = 5) as h\n",
+    "misspelled_setting": M + "set dtyp = fp64\n",
+    "wrong_enum_value": M + "set dtype = fp63\n",
+    "wrong_type_int": M + "eval pass@k on aime24 with n = 4.5\n",
+    "negative_tau": M + "circuit aime24 on base using eap_ig(tau = -1) as h\n",
+    "top_p_above_one": M + "eval pass@k on aime24 with top_p = 1.5\n",
+    "k_larger_than_n": M + "eval pass@k on aime24 with n = 4, k = [1, 8]\n",
+    "option_given_twice": M + "eval pass@k on aime24 with n = 4, n = 8\n",
+    "option_in_using_and_with": M + "circuit aime24 on base using eap_ig(steps = 5) as h with steps = 6\n",
+    "unknown_method": M + "circuit aime24 on base using eap(steps = 5) as h\n",
+    "unknown_metric": M + "eval pass@n on aime24\n",
+    "think_not_on_off": M + "think maybe\n",
+    "set_think": M + "set think = off\n",
+    "cohort_with_options": M + "circuit aime24 on ckpt[*] diff base\ncohort emergent with steps = 3\n",
+    "bad_memory_size": M + 'set memory = "lots"\n',
+    "string_for_number": M + 'eval pass@k on aime24 with n = "4"\n',
+    # selectors
+    "index_out_of_range": M + "circuit aime24 on ckpt[7] diff base\n",
+    "missing_step": M + "circuit aime24 on ckpt[step=150] diff base\n",
+    "empty_slice": M + "circuit aime24 on ckpt[3:1] diff base\n",
+    "selector_on_single_model": M + "circuit aime24 on base[-1] as h\n",
+    "diff_against_series": M + "circuit aime24 on base diff ckpt\n",
+    # files and models
+    "empty_glob": 'model ckpt = "runs/empty/checkpoint-*"\n',
+    "missing_model_dir": 'model base = "models/nope"\n',
+    "missing_hub_model": 'model base = "Qwen/Qwen9-Imaginary"\n',
+    "unsupported_architecture": 'model g = "models/gpt2"\n',
+    "missing_dataset_file": M + 'dataset d = "data/missing.jsonl"\n',
+    "unknown_format": M + 'dataset d = "data/notes.txt"\n',
+    "unknown_role": M + 'dataset d = "data/problems.jsonl" (question = "question")\n',
+    "missing_field": M + 'dataset d = "data/problems.jsonl" (problem = "prompt", answer = "answer")\n',
+    "eval_needs_answers": M + 'dataset pairs = "data/pairs.jsonl" (clean = "clean", corrupt = "corrupt")\neval pass@k on pairs\n',
+    "eval_without_any_dataset": M + "eval pass@k for base\n",
+    "corrupt_pairs_without_pairs": M + "circuit aime24 on base using eap_ig(corrupt = pairs) as h\n",
+    # heads
+    "layer_out_of_range": M + "scale heads L28H1 by 0.5 on base\n",
+    "head_out_of_range": Q3 + "ablate heads L3H32 on qwen3\n",
+    "literal_heads_without_target": M + "ablate heads L1H1\n",
+    "mismatched_checkpoints": M + "circuit aime24 on ckpt[0:2] diff base as a\ncircuit aime24 on ckpt[1:3] diff base as b\nheads c = a & b\n",
+    "cohort_of_plain_set": M + "circuit aime24 on ckpt[*] as plain\ncohort plain\n",
+    "duplicate_variant": M + "circuit aime24 on ckpt[*] diff base\nablate emergent top 3\nablate emergent top 3\n",
+}
+
+
+def test_catalogue_is_large_enough():
+    assert len(BAD) >= 40
+
+
+@pytest.fixture(autouse=True)
+def _hub_cache_in_tree(study_tree, monkeypatch):
+    """Hub ids resolve through a cache inside the tree, so messages do not name the real one."""
+    monkeypatch.setenv("HF_HUB_CACHE", str(study_tree / "hf-cache"))
+
+
+@pytest.mark.parametrize("name", sorted(BAD))
+def test_bad_study_renders_a_located_error(name, study_tree, snapshot):
+    with pytest.raises(SparkError) as info:
+        compile_in_tree(study_tree, BAD[name], f"{name}.spark")
+    err = info.value
+    rendered = err.render().replace(str(study_tree), "<tree>").replace(str(Path.cwd()), "<cwd>")
+    assert rendered.startswith(f"{name}.spark:"), "every error names the file"
+    if err.span is not None:
+        assert "^" in rendered, "a located error draws a caret under the span"
+    assert rendered == snapshot
+
+
+def test_cli_exits_2_without_traceback(tmp_path):
+    bad = tmp_path / "bad.spark"
+    bad.write_text('model base = "nowhere"\ncircuit aime24 on base as h\n')
+    r = subprocess.run([sys.executable, "-m", "sparkql.cli.main", "check", str(bad)], capture_output=True, text=True)
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr
+    assert f"{bad}:1:14: error: model directory \"nowhere\" does not exist" in r.stderr
+
+
+def test_cli_missing_file_is_a_spark_error(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "sparkql.cli.main", "check", str(tmp_path / "nope.spark")],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "does not exist" in r.stderr and "Traceback" not in r.stderr
