@@ -67,9 +67,12 @@ class GenResult:
 
 
 def sample_seed(seed: int, problem_id: str, sample_idx: int) -> int:
-    """A 63-bit seed that depends only on (seed, problem, sample index)."""
-    digest = hashlib.sha256(f"{seed}\x00{problem_id}\x00{sample_idx}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") & ((1 << 63) - 1)
+    """The seed of one sample: ``base(seed, problem) + sample_idx``, with a 62-bit base from
+    sha256. The "+ index" form is vLLM's own rule for the n samples of one request (child i
+    gets the request's seed + i), so a request for a run of consecutive missing samples of a
+    problem seeds each of them exactly as a request per sample would."""
+    digest = hashlib.sha256(f"{seed}\x00{problem_id}".encode()).digest()
+    return (int.from_bytes(digest[:8], "big") & ((1 << 62) - 1)) + int(sample_idx)
 
 
 def stop_token_ids(model, tokenizer) -> list[int]:
