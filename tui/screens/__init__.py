@@ -1,0 +1,1 @@
+"""Screens and tab views of the TUI, one module per feature."""
