@@ -336,6 +336,7 @@ def execute(
             with contextlib.suppress(Exception):
                 with _hold_interrupts():
                     store.finish_run(run_id, status, n_done, error)
+            store.close()
             if status == "interrupted":
                 console.print(
                     f"interrupted: {n_done} step(s) saved this run; rerun the same command to resume"

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import threading
 import time
 import uuid
 from contextlib import contextmanager
@@ -124,33 +125,73 @@ def completed_keys(db: str | os.PathLike) -> set[str]:
 
 
 class Store:
-    """The executor's handle on the store. Opens the file only inside each transaction.
+    """The executor's handle on the store. Holds the file only while it uses it.
 
     ``query`` and ``write`` are what handlers see through ``RunContext``;
     ``complete_step`` is the executor's atomic "results + completion mark".
+
+    Opening a DuckDB file costs tens of milliseconds, so the connection is kept
+    for :data:`IDLE_CLOSE_S` after each use and reused by the next query or
+    transaction: a burst of small steps opens the file once, while a reader
+    (``sparkql sql``, the TUI) waits at most for the current transaction plus that
+    idle time. Committed transactions are durable (DuckDB's WAL is synced at
+    COMMIT) whether or not the connection has been closed yet.
     """
+
+    IDLE_CLOSE_S = 0.25
 
     def __init__(self, db: str | os.PathLike, timeout: float | None = None) -> None:
         self.path = Path(db)
         self.timeout = timeout
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self._timer: threading.Timer | None = None
         with self.transaction() as con:
             self.found_version = ensure_schema(con, where=str(self.path))
 
+    def _acquire(self) -> duckdb.DuckDBPyConnection:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._con is None:
+            self._con = open_db(self.path, read_only=False, timeout=self.timeout)
+        return self._con
+
+    def _release_later(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = threading.Timer(self.IDLE_CLOSE_S, self.close)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def close(self) -> None:
+        """Close the file now (the executor calls this at the end of a run)."""
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            if self._con is not None:
+                con, self._con = self._con, None
+                con.close()
+
     @contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """Open, BEGIN, yield, COMMIT, close; ROLLBACK on any exception (Ctrl-C included)."""
-        con = open_db(self.path, read_only=False, timeout=self.timeout)
-        try:
-            con.execute("BEGIN")
+        """BEGIN, yield, COMMIT; ROLLBACK on any exception (Ctrl-C included)."""
+        with self._lock:
+            con = self._acquire()
             try:
-                yield con
+                con.execute("BEGIN")
+                try:
+                    yield con
+                except BaseException:
+                    con.execute("ROLLBACK")
+                    raise
+                con.execute("COMMIT")
             except BaseException:
-                con.execute("ROLLBACK")
+                self.close()  # never keep a connection in an unknown state
                 raise
-            con.execute("COMMIT")
-        finally:
-            con.close()
+            self._release_later()
 
     def query(self, sql: str, params: list | tuple | None = None) -> list[tuple]:
         """Run a read query and return all rows."""
