@@ -1,0 +1,62 @@
+"""``sparkql diff A B``: problems newly solved and newly missed between two evals, with
+both completions side by side (paper appendix A.4/A.5). Read-only, torch-free."""
+
+from __future__ import annotations
+
+import click
+
+from sparkql.cli.common import console, db_option
+
+
+def _tail(text: str, chars: int) -> str:
+    """The end of a completion (where the answer is), marked when cut."""
+    if chars <= 0 or len(text) <= chars:
+        return text
+    return "…" + text[-chars:]
+
+
+@click.command("diff")
+@click.argument("a")
+@click.argument("b")
+@db_option
+@click.option("--dataset", default=None, help="Compare on this dataset only.")
+@click.option("--limit", default=5, show_default=True, help="Problems shown per direction (0: all).")
+@click.option("--chars", default=1200, show_default=True, help="Characters shown from the end of each completion (0: all).")
+def diff(a: str, b: str, db: str, dataset: str | None, limit: int, chars: int) -> None:
+    """Problems newly solved / missed by B relative to A.
+
+    A and B name evals: MODEL:VARIANT (``base:ablate emergent top 10``), a variant name, a
+    model name or label (its intact evals), or an eval id (prefix).
+    """
+    from rich.markup import escape
+    from rich.panel import Panel
+    from rich.table import Table
+
+    from sparkql.runtime import qualitative as Q
+    from sparkql.store.api import connect
+
+    con = connect(db)
+    try:
+        query = lambda sql, params: con.execute(sql, params).fetchall()  # noqa: E731
+        pairs = Q.pair(Q.resolve(query, a, dataset), Q.resolve(query, b, dataset))
+        results = [Q.diff(query, ea, eb) for ea, eb in pairs]
+    finally:
+        con.close()
+
+    for d in results:
+        console.print(Panel.fit(
+            f"[bold]{escape(d.a.title)}[/] vs [bold]{escape(d.b.title)}[/] on [bold]{escape(d.a.dataset)}[/]\n"
+            f"solved: {d.solved_a} vs {d.solved_b} of {d.n_problems} problems   "
+            f"[green]newly correct {len(d.newly_correct)}[/]   [red]newly incorrect {len(d.newly_incorrect)}[/]"))
+        for label, items, style in (("newly correct", d.newly_correct, "green"), ("newly incorrect", d.newly_incorrect, "red")):
+            shown = items if limit <= 0 else items[:limit]
+            for p in shown:
+                t = Table(title=f"[{style}]{label}[/] {escape(p.problem_id)}   gold: {escape(str(p.gold))}",
+                          show_lines=True, expand=True, title_justify="left")
+                for e, c, n, s in ((d.a, p.correct_a, p.n_a, p.shown_a), (d.b, p.correct_b, p.n_b, p.shown_b)):
+                    t.add_column(f"{escape(e.title)}  ({c}/{n} correct; sample {s.sample_idx}: "
+                                 f"{escape(str(s.extracted))}, {s.status})", ratio=1)
+                t.add_row(escape(_tail(p.shown_a.completion, chars)), escape(_tail(p.shown_b.completion, chars)))
+                console.print(t)
+            if limit > 0 and len(items) > limit:
+                console.print(f"… {len(items) - limit} more {label} (--limit 0 shows all)")
