@@ -1,0 +1,81 @@
+"""Figures from a small store: valid PNGs of the expected pixel size, SVGs with the expected labels,
+and a one-line skip note for each figure whose data is absent."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+
+from sparkql.cli.main import main as cli_main
+from sparkql.figures import SIZES, draw_all
+from sparkql.store.api import Store, connect
+
+
+def png_size(path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
+    assert data[12:16] == b"IHDR"
+    assert data[-8:-4] == b"IEND"
+    return struct.unpack(">II", data[16:24])
+
+
+def add_evals(db):
+    """Intact and ablated evals of one model on one dataset, with pass@k / success@k / accuracy."""
+    s = Store(db)
+    s.write({"variants": [{"variant_id": "v1", "model_id": "ckpt0400", "name": "ablate emergent top 2",
+                           "op": "ablate", "factor": 0.0, "heads": ["L3H2", "L1H1"], "n_heads": 2}]})
+    evals, metrics = [], []
+    for eid, variant, vid, base in (("e-intact", "intact", None, 0.40), ("e-abl", "ablate emergent top 2", "v1", 0.30)):
+        evals.append({"eval_id": eid, "model_id": "ckpt0400", "variant": variant, "variant_id": vid,
+                      "dataset": "aime24", "n": 8, "temperature": 0.6, "top_p": 0.95, "top_k": 0, "min_p": 0.0,
+                      "max_tokens": 64, "seed": 0, "think": True, "n_problems": 30})
+        for k in (1, 2, 4, 8):
+            metrics.append({"eval_id": eid, "metric": "pass@k", "k": k, "value": min(base * k ** 0.5, 1.0), "stderr": 0.02})
+            metrics.append({"eval_id": eid, "metric": "success@k", "k": k, "value": min(base * k ** 0.4, 1.0), "stderr": 0.03})
+        metrics.append({"eval_id": eid, "metric": "accuracy", "k": None, "value": base, "stderr": 0.02})
+    s.write({"evals": evals, "metrics": metrics})
+    s.close()
+
+
+def test_every_figure_from_the_hand_made_study(hand_store, tmp_path):
+    db, _ = hand_store
+    add_evals(db)
+    out = tmp_path / "figs"
+    con = connect(db)
+    try:
+        results = {r.name: r for r in draw_all(con, out)}
+        intact_delta = con.execute("SELECT delta FROM scores WHERE variant <> 'intact' AND metric = 'pass@k' AND k = 1").fetchone()[0]
+    finally:
+        con.close()
+    assert intact_delta == pytest.approx(-0.10)
+    assert all(r.skipped is None for r in results.values()), {n: r.skipped for n, r in results.items()}
+    expect = {
+        "cohort_emergent": ("cohort", ["newly activated", "maintained (base)", "cohort 100", "cohort 400",
+                                       "rewards/accuracy_reward", "r with newly activated = 0.64"]),
+        "frequency_emergent": ("frequency", ["activation frequency: emergent", "layer", "head"]),
+        "emergent_map": ("emergent_map", ["emergent (4)", "cumulative (sets per head)"]),
+        "passk": ("passk", ["pass@k", "success@k", "ckpt[step=400] / intact / aime24",
+                            "ckpt[step=400] / ablate emergent top 2 / aime24"]),
+        "scores": ("scores", ["aime24", "pass@1", "40.0", "30.0 (-10.0)"]),
+    }
+    for stem, (kind, labels) in expect.items():
+        assert png_size(out / f"{stem}.png") == SIZES[kind], stem
+        svg = (out / f"{stem}.svg").read_text()
+        assert svg.lstrip().startswith("<?xml") and "</svg>" in svg
+        for label in labels:
+            assert label in svg, (stem, label)
+    csv_text = (out / "scores.csv").read_text().splitlines()
+    assert csv_text[0] == "model,variant,dataset,metric,k,value,delta_vs_intact"
+    assert len(csv_text) == 1 + 2 * 9
+
+
+def test_empty_store_skips_every_figure_with_a_note(tmp_path, capsys):
+    db = tmp_path / "empty.duckdb"
+    Store(db).close()
+    with pytest.raises(SystemExit) as e:
+        cli_main(["figures", "--db", str(db), "--out", str(tmp_path / "figs")])
+    assert e.value.code == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 5 and all(line.startswith("- ") and "skipped" in line for line in lines)
+    assert not list((tmp_path / "figs").glob("*.png")) if (tmp_path / "figs").exists() else True
