@@ -154,24 +154,29 @@ def generate_batch(model, tokenizer, requests: Sequence[GenRequest], sampling: S
                     add_special_tokens=False)  # the chat template already wrote any BOS
     ids = enc["input_ids"].to(device)
     attn = enc["attention_mask"].to(device)
-    b, prompt_len = ids.shape
+    b = ids.shape[0]
+    # Each row's own budget: max_tokens, and what is left of the model's context after its
+    # own prompt (left padding does not count: positions are per row).
     max_ctx = int(getattr(model.config, "max_position_embeddings", 0) or 0)
-    budget = sampling.max_tokens if not max_ctx else max(0, min(sampling.max_tokens, max_ctx - prompt_len))
+    lens = attn.sum(dim=1).tolist()
+    budgets = [sampling.max_tokens if not max_ctx else max(0, min(sampling.max_tokens, max_ctx - int(n))) for n in lens]
 
     gens = [torch.Generator(device=device).manual_seed(r.seed) for r in requests]
     out_tokens: list[list[int]] = [[] for _ in requests]
     finish = ["length"] * b
-    active = list(range(b))  # request index of each live row
-
-    if budget == 0:
-        return [GenResult(r.problem_id, r.sample_idx, r.prompt, "", "length", 0) for r in requests]
+    active = [i for i in range(b) if budgets[i] > 0]  # request index of each live row
+    if len(active) < b:
+        if not active:
+            return [GenResult(r.problem_id, r.sample_idx, r.prompt, "", "length", 0) for r in requests]
+        sel = torch.tensor(active, device=device)
+        ids, attn = ids[sel], attn[sel]
 
     cache = DynamicCache(config=model.config)
     pos = (attn.cumsum(-1) - 1).clamp(min=0)
     out = model(input_ids=ids, attention_mask=attn, position_ids=pos, past_key_values=cache, use_cache=True,
                 logits_to_keep=1)
     next_pos = pos[:, -1:] + 1
-    for step in range(budget):
+    for step in range(max(budgets)):
         logits = out.logits[:, -1, :]
         toks = next_tokens(logits, sampling, [gens[i] for i in active])
         is_stop = torch.isin(toks, stops)
@@ -181,11 +186,11 @@ def generate_batch(model, tokenizer, requests: Sequence[GenRequest], sampling: S
             out_tokens[req_i].append(t)
             if s:
                 finish[req_i] = "stop"
-            else:
+            elif len(out_tokens[req_i]) < budgets[req_i]:
                 keep.append(row)
         if on_tokens is not None:
             on_tokens(len(active))
-        if not keep or step == budget - 1:
+        if not keep:
             break
         if len(keep) < len(active):
             sel = torch.tensor(keep, device=device)

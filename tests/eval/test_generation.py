@@ -119,3 +119,21 @@ def test_sampling_follows_the_distribution():
     toks = next_tokens(logits, SamplingParams(temperature=1.0, top_p=1.0), gens)
     freq = torch.bincount(toks, minlength=3).double() / 3000
     torch.testing.assert_close(freq, probs, atol=0.03, rtol=0)
+
+
+def test_context_budget_is_per_row(loaded):
+    """A prompt near the context limit (512 positions) stops at the limit with `length`, without
+    cutting short the other rows of its batch."""
+    tok = loaded.tokenizer
+    overhead = len(tok(render_prompt(tok, ""), add_special_tokens=False)["input_ids"])
+    long_prompt = render_prompt(tok, "x" * (500 - overhead))  # one token per character
+    n_long = len(tok(long_prompt, add_special_tokens=False)["input_ids"])
+    assert n_long == 500
+    sp = SamplingParams(n=1, temperature=0, max_tokens=40)
+    reqs = [GenRequest("long", 0, long_prompt, 1), GenRequest("short", 0, render_prompt(tok, "1+1?"), 2)]
+    got = by_key(generate_transformers(loaded, reqs, sp, batch_size=2)[0])
+    assert got[("long", 0)].n_tokens <= 512 - n_long
+    if got[("long", 0)].finish_reason == "length":
+        assert got[("long", 0)].n_tokens == 512 - n_long
+    alone = by_key(generate_transformers(loaded, reqs[1:], sp, batch_size=1)[0])
+    assert got[("short", 0)].completion == alone[("short", 0)].completion
