@@ -96,6 +96,7 @@ class SparkqlApp(App[None]):
         self.check: data.StoreCheck | None = None
         self._fingerprint: tuple[Any, ...] | None = None
         self._busy = False
+        self._tabs_mounted = False  # set at mount time: the Browser composes its tabs later
 
     # -- layout ---------------------------------------------------------------
 
@@ -112,13 +113,14 @@ class SparkqlApp(App[None]):
             self.set_interval(self.poll_seconds, self._poll)
 
     def _mount_tabs(self) -> None:
+        self._tabs_mounted = True
         self.query_one("#problem-box").remove()
         self.mount(Browser(), before=self.query_one(Footer))
         self.call_after_refresh(self._focus_tab, "runs")
 
     @property
     def has_tabs(self) -> bool:
-        return bool(self.query("#tabs"))
+        return self._tabs_mounted
 
     # -- store health and live refresh -----------------------------------------
 
@@ -214,8 +216,9 @@ class SparkqlApp(App[None]):
             self._check()
 
     def action_tab(self, tab: str) -> None:
-        if self.has_tabs and self.screen is self.screen_stack[0]:
-            self.query_one(TabbedContent).active = tab
+        tabs = self.screen.query(TabbedContent)
+        if tabs and self.screen is self.screen_stack[0]:
+            tabs.first().active = tab
             self._focus_tab(tab)
 
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
@@ -223,7 +226,7 @@ class SparkqlApp(App[None]):
             self._focus_tab(event.pane.id)
 
     def _focus_tab(self, tab: str) -> None:
-        selector = {"runs": "#runs", "heads": "HeadGrid", "cohorts": "#cohort-series", "evals": "#evals-table", "sql": "#sql-input"}[tab]
+        selector = {"runs": "#runs-table", "heads": "HeadGrid", "cohorts": "#cohort-series", "evals": "#evals-table", "sql": "#sql-input"}[tab]
         for w in self.query(selector):
             w.focus()
             break

@@ -862,36 +862,80 @@ class EvalDiff:
 
 
 def eval_diff(con: duckdb.DuckDBPyConnection, a: str, b: str) -> EvalDiff:
-    """Problems B solves that A does not (newly correct) and the reverse.
+    """Problems B solves that A does not (newly correct) and the reverse (newly incorrect).
 
-    A problem counts as solved when at least half of its samples are correct
-    (for a single greedy sample: when that sample is). The completions shown
-    are the most telling pair: for a newly correct problem, A's first wrong
-    sample beside B's first right one, and the reverse for newly incorrect.
+    A problem is solved when at least one of its samples is correct, the
+    definition ``sparkql diff`` uses: the shared logic of
+    ``sparkql.runtime.qualitative`` (torch-free) does the work when it is
+    installed, so the TUI and the CLI always agree; otherwise the same
+    definition in SQL. Each side shows its first correct sample, else its first.
     """
+    try:
+        from sparkql.runtime import qualitative
+    except ImportError:  # pragma: no cover - a build without the eval runtime
+        return _eval_diff_sql(con, a, b)
+
+    def query(sql: str, params: list) -> list:
+        return con.execute(sql, params).fetchall()
+
+    infos = {e.eval_id: e for e in map(_eval_info(qualitative, query), (a, b))}
+    d = qualitative.diff(query, infos[a], infos[b])
+    rows = [
+        DiffRow(
+            problem_id=p.problem_id,
+            change=change,
+            acc_a=p.correct_a / p.n_a if p.n_a else 0.0,
+            acc_b=p.correct_b / p.n_b if p.n_b else 0.0,
+            completion_a=p.shown_a.completion if p.shown_a else None,
+            completion_b=p.shown_b.completion if p.shown_b else None,
+            extracted_a=p.shown_a.extracted if p.shown_a else None,
+            extracted_b=p.shown_b.extracted if p.shown_b else None,
+            gold=p.gold,
+        )
+        for change, problems in (("newly correct", d.newly_correct), ("newly incorrect", d.newly_incorrect))
+        for p in sorted(problems, key=lambda p: _problem_order(p.problem_id))
+    ]
+    return EvalDiff(a, b, eval_label(con, a), eval_label(con, b), rows)
+
+
+def _eval_info(qualitative: Any, query: Any) -> Any:
+    def info(eval_id: str) -> Any:
+        found = [e for e in qualitative.resolve(query, eval_id) if e.eval_id == eval_id]
+        if not found:
+            raise KeyError(f"no eval {eval_id}")
+        return found[0]
+
+    return info
+
+
+def _problem_order(problem_id: str) -> tuple[int, Any]:
+    return (0, int(problem_id)) if problem_id.isdigit() else (1, problem_id)
+
+
+def _eval_diff_sql(con: duckdb.DuckDBPyConnection, a: str, b: str) -> EvalDiff:
+    """The same diff in SQL, for builds without ``sparkql.runtime.qualitative``."""
     rows = con.execute(
         """WITH acc AS (
                SELECT eval_id, problem_id, avg(coalesce(correct, FALSE)::INT) AS acc, any_value(gold) AS gold
                FROM samples WHERE eval_id IN (?, ?) GROUP BY ALL),
-           pa AS (SELECT * FROM acc WHERE eval_id = ?), pb AS (SELECT * FROM acc WHERE eval_id = ?),
            ch AS (
                SELECT pa.problem_id, pa.acc AS acc_a, pb.acc AS acc_b, coalesce(pb.gold, pa.gold) AS gold,
-                      CASE WHEN pa.acc < 0.5 AND pb.acc >= 0.5 THEN 'newly correct' ELSE 'newly incorrect' END AS change
-               FROM pa JOIN pb USING (problem_id)
-               WHERE (pa.acc >= 0.5) <> (pb.acc >= 0.5)),
-           pick AS (  -- first sample whose correctness tells the story
+                      CASE WHEN pb.acc > 0 THEN 'newly correct' ELSE 'newly incorrect' END AS change
+               FROM (SELECT * FROM acc WHERE eval_id = ?) pa JOIN (SELECT * FROM acc WHERE eval_id = ?) pb USING (problem_id)
+               WHERE (pa.acc > 0) <> (pb.acc > 0)),
+           pick AS (  -- first correct sample, else the first
                SELECT s.eval_id, s.problem_id, s.completion, s.extracted,
                       row_number() OVER (PARTITION BY s.eval_id, s.problem_id
-                          ORDER BY (coalesce(s.correct, FALSE) = ((s.eval_id = ?) = (ch.change = 'newly correct'))) DESC, s.sample_idx) AS rk
+                                         ORDER BY coalesce(s.correct, FALSE) DESC, s.sample_idx) AS rk
                FROM samples s JOIN ch USING (problem_id) WHERE s.eval_id IN (?, ?))
            SELECT ch.problem_id, ch.change, ch.acc_a, ch.acc_b, sa.completion, sb.completion, sa.extracted, sb.extracted, ch.gold
            FROM ch
            LEFT JOIN pick sa ON sa.problem_id = ch.problem_id AND sa.eval_id = ? AND sa.rk = 1
-           LEFT JOIN pick sb ON sb.problem_id = ch.problem_id AND sb.eval_id = ? AND sb.rk = 1
-           ORDER BY ch.change, try_cast(ch.problem_id AS BIGINT) NULLS LAST, ch.problem_id""",
-        [a, b, a, b, b, a, b, a, b],
+           LEFT JOIN pick sb ON sb.problem_id = ch.problem_id AND sb.eval_id = ? AND sb.rk = 1""",
+        [a, b, a, b, a, b, a, b],
     ).fetchall()
-    return EvalDiff(a, b, eval_label(con, a), eval_label(con, b), [DiffRow(*r) for r in rows])
+    diff_rows = sorted((DiffRow(*r) for r in rows), key=lambda r: (r.change, _problem_order(r.problem_id)))
+    return EvalDiff(a, b, eval_label(con, a), eval_label(con, b), diff_rows)
 
 
 # ---------------------------------------------------------------------------

@@ -16,6 +16,7 @@ import duckdb
 from textual.dom import DOMNode
 from textual.worker import Worker, get_current_worker
 
+from sparkql.errors import SparkError
 from sparkql.tui import data
 from sparkql.tui.messages import StoreBusy
 
@@ -46,7 +47,7 @@ def load(
         except data.StoreBusy as e:
             app.post_message(StoreBusy(str(e)))
             return
-        except (duckdb.Error, data.StoreUnavailable, KeyError, ValueError) as e:
+        except (duckdb.Error, data.StoreUnavailable, SparkError, KeyError, ValueError) as e:
             message = str(e).strip() or type(e).__name__
             if failed is not None:
                 _call(app, failed, message)

@@ -49,7 +49,7 @@ class DiffScreen(Screen[None]):
                 ("A ", "bold"), diff.label_a, ("  →  B ", "bold"), diff.label_b, "\n",
                 (f"{len(diff.newly_correct)} newly correct", "green"), " · ",
                 (f"{len(diff.newly_incorrect)} newly incorrect", "red"),
-                " (solved: ≥ half the samples right)",
+                " (solved: a sample is right)",
             )
         )
         self.query_one("#side-a").border_title = "A"

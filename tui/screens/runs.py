@@ -20,7 +20,7 @@ class RunsView(Vertical):
 
     DEFAULT_CSS = """
     RunsView #runs-row { height: 1fr; }
-    RunsView #runs { width: 42; max-width: 50%; }
+    RunsView #runs-table { width: 42; max-width: 50%; }
     RunsView #contents { width: 1fr; border-left: tall $panel; }
     RunsView .caption { height: 1; color: $text-muted; }
     """
@@ -34,7 +34,7 @@ class RunsView(Vertical):
     def compose(self) -> ComposeResult:
         yield Static("Runs · Enter opens what is highlighted on the right", classes="caption")
         with Horizontal(id="runs-row"):
-            yield DataTable(id="runs", cursor_type="row", zebra_stripes=True)
+            yield DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
             yield Tree("study", id="contents")
 
     def on_mount(self) -> None:
@@ -46,7 +46,7 @@ class RunsView(Vertical):
 
     def _show_runs(self, runs: list[data.RunRow]) -> None:
         self._runs = runs
-        table = self.query_one("#runs", DataTable)
+        table = self.query_one("#runs-table", DataTable)
         keep = table.cursor_row
         table.clear(columns=True)
         table.add_columns("study", "status", "started", "steps")
@@ -58,7 +58,7 @@ class RunsView(Vertical):
         table.move_cursor(row=min(keep, len(runs)), animate=False)
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        if event.data_table.id != "runs" or event.row_key.value is None:
+        if event.data_table.id != "runs-table" or event.row_key.value is None:
             return
         if event.row_key.value != self.run_id:
             self.run_id = event.row_key.value
@@ -109,5 +109,5 @@ class RunsView(Vertical):
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         # Enter on a run moves to its contents.
-        if event.data_table.id == "runs":
+        if event.data_table.id == "runs-table":
             self.query_one("#contents", Tree).focus()

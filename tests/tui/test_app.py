@@ -1,0 +1,236 @@
+"""Pilot tests: what a user does with the keyboard, and what they see."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import duckdb
+import pytest
+from textual.widgets import DataTable, Static, TabbedContent, Tree
+
+from sparkql.tui.app import SparkqlApp
+from sparkql.tui.screens.diff import DiffScreen
+from sparkql.tui.screens.head_detail import HeadDetailScreen
+from sparkql.tui.screens.headmap import HeadMapView
+from sparkql.tui.screens.help import HelpScreen
+from sparkql.tui.screens.samples import SamplesScreen
+from sparkql.tui.widgets.head_grid import HeadGrid
+
+from . import fixtures as fx
+from .pilot import make_app, settle
+
+pytestmark = pytest.mark.anyio
+
+
+def text_of(widget: Static) -> str:
+    return str(widget.render())
+
+
+def tree_line(tree: Tree, data) -> int:
+    """The display line of the node carrying ``data``."""
+    stack = [tree.root]
+    while stack:
+        node = stack.pop()
+        if node.data == data:
+            return node.line
+        stack.extend(node.children)
+    raise AssertionError(f"no node {data!r}")
+
+
+async def test_runs_to_circuit_to_head_detail(fixture_store):
+    app = make_app(fixture_store)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        runs = app.query_one("#runs-table", DataTable)
+        assert runs.row_count == 2 and app.focused is runs
+        await pilot.press("down", "enter")  # the study's run; Enter moves to its contents
+        await settle(pilot)
+        tree = app.query_one("#contents", Tree)
+        assert app.focused is tree
+        for _ in range(tree_line(tree, ("circuit", fx.circuit_id(300)))):
+            await pilot.press("down")
+        await pilot.press("enter")
+        await settle(pilot)
+        assert app.query_one(TabbedContent).active == "heads"
+        view = app.query_one(HeadMapView)
+        assert view.head_map.source_id == fx.circuit_id(300)
+        assert "ckpt[step=300]" in text_of(app.query_one("#map-title", Static))
+        grid = app.query_one(HeadGrid)
+        assert app.focused is grid
+        # Walk to L4H3 (emergent at 200, survives) and open it.
+        await pilot.press(*["right"] * 4, *["down"] * 3)
+        assert grid.cursor == (4, 3)
+        assert "L4H3: score 0.45 · emergent here · cohort 200" in text_of(app.query_one("#map-info", Static))
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(app.screen, HeadDetailScreen)
+        across = app.screen.query_one("#detail-across", DataTable)
+        assert across.row_count == 6  # base + five checkpoints
+        edges = app.screen.query_one("#detail-edges", DataTable)
+        assert edges.row_count == 12 and "a4.h3" in str(edges.get_row_at(0))
+        assert "L4H3" in text_of(app.screen.query_one("#detail-title", Static))
+        await pilot.press("escape")
+        assert app.screen.query_one(HeadGrid).cursor == (4, 3)
+
+
+async def test_color_modes_and_checkpoint_stepping(fixture_store):
+    app = make_app(fixture_store)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await pilot.press("2")
+        await settle(pilot)
+        grid = app.query_one(HeadGrid)
+        view = app.query_one(HeadMapView)
+        assert view.head_map.source_id == fx.circuit_id(500)  # the latest checkpoint by default
+        legend = app.query_one("#map-legend", Static)
+        seen = []
+        for _ in range(3):
+            seen.append((grid.mode, text_of(legend)))
+            await pilot.press("c")
+        assert [m for m, _ in seen] == ["score", "cohort", "frequency"] and grid.mode == "score"
+        assert "score 0..0.85" in seen[0][1]
+        assert "from 100" in seen[1][1] and "from 500" in seen[1][1]
+        assert "survives" in seen[2][1]
+        await pilot.press("left_square_bracket", "left_square_bracket")
+        await settle(pilot)
+        assert view.head_map.source_id == fx.circuit_id(300)
+        assert "3/5" in text_of(app.query_one("#map-title", Static))
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("escape")
+        assert not isinstance(app.screen, HelpScreen) and app.focused is grid
+
+
+async def test_sql_query_and_errors(fixture_store):
+    app = make_app(fixture_store)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await pilot.press("5")
+        box = app.query_one("#sql-input")
+        await pilot.press(*"SELECT 1")  # keys land in the box (the app's 1..5 and q do not fire)
+        assert box.value == "SELECT 1" and app.query_one(TabbedContent).active == "sql"
+        box.value = "SELECT layer, head FROM cohort_heads WHERE survives ORDER BY 1, 2"  # typing it all is slow
+        await pilot.press("enter")
+        await settle(pilot)
+        result = app.query_one("#sql-result", DataTable)
+        expected = sorted(h for h in fx.heads_at(fx.STEPS[-1]))
+        assert [tuple(int(str(c)) for c in result.get_row_at(i)) for i in range(result.row_count)] == expected
+        assert str(app.query_one("#sql-status", Static).render()).startswith(f"{len(expected)} rows")
+        # Writes are refused: the store is opened read-only.
+        box.value = "DELETE FROM circuits"
+        await pilot.press("enter")
+        await settle(pilot)
+        status = app.query_one("#sql-status", Static)
+        assert status.has_class("error") and "read-only" in text_of(status)
+        # Escape leaves the box, so the tab keys work again.
+        await pilot.press("escape", "1")
+        assert app.query_one(TabbedContent).active == "runs"
+    with duckdb.connect(str(fixture_store), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM circuits").fetchone()[0] == 6
+
+
+async def test_evals_samples_and_diff(fixture_store):
+    app = make_app(fixture_store)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await pilot.press("4")
+        await settle(pilot)
+        table = app.query_one("#evals-table", DataTable)
+        assert table.row_count == 6
+        assert "-0.125" in str(table.get_row_at(1))  # accuracy: ablated minus intact
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(app.screen, SamplesScreen)
+        assert app.screen.query_one("#problems", DataTable).row_count == len(fx.PROBLEMS)
+        assert "\\boxed{10}" in text_of(app.screen.query_one("#sample-text", Static))
+        await pilot.press("escape", "down", "d")  # the ablated row against its intact model
+        await settle(pilot)
+        assert isinstance(app.screen, DiffScreen)
+        diff = app.screen.diff
+        assert [r.problem_id for r in diff.newly_correct] == ["2"] and [r.problem_id for r in diff.newly_incorrect] == ["1"]
+        assert app.screen.query_one("#diff-table", DataTable).row_count == 2
+        a, b = text_of(app.screen.query_one("#text-a", Static)), text_of(app.screen.query_one("#text-b", Static))
+        assert a.startswith("wrong") and "\\boxed{90}" in a
+        assert b.startswith("correct") and "\\boxed{12}" in b
+        await pilot.press("down")
+        assert text_of(app.screen.query_one("#text-a", Static)).startswith("correct")
+        # Mark the ablated eval as A, then diff it against the intact row: the reverse direction.
+        await pilot.press("escape", "space")
+        await settle(pilot)
+        assert str(table.get_row_at(1)[0]) == "A"
+        await pilot.press("up", "d")
+        await settle(pilot)
+        assert isinstance(app.screen, DiffScreen)
+        assert (app.screen.a, app.screen.b) == (fx.EVAL_ABLATED, fx.EVAL_INTACT)
+        assert [r.problem_id for r in app.screen.diff.newly_correct] == ["1"]
+
+
+@pytest.mark.parametrize(
+    "make, expected",
+    [
+        (lambda p: p / "missing.duckdb", "no such file"),
+        (lambda p: fx.build_old_store(p / "old.duckdb"), "not a sparkql store"),
+    ],
+)
+async def test_unusable_store_gets_a_message_not_a_crash(tmp_path, make, expected):
+    app = make_app(make(tmp_path))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        assert expected in text_of(app.query_one("#problem", Static))
+        assert not app.has_tabs
+        await pilot.press("r", "2", "question_mark")  # keys do nothing harmful
+        await settle(pilot)
+    assert app.return_code in (None, 0)
+
+
+HOLD_THEN_WRITE = """
+import sys, time, duckdb
+con = duckdb.connect(sys.argv[1])
+print("locked", flush=True)
+time.sleep(1.5)
+con.execute("INSERT INTO runs (run_id, study_path, status, started_at) VALUES ('run-live', 'studies/live.spark', 'running', TIMESTAMP '2026-01-03 08:00:00')")
+con.close()
+print("released", flush=True)
+"""
+
+
+async def test_live_refresh_survives_a_writer(store_copy):
+    app = make_app(store_copy, poll_seconds=0.2)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        assert app.query_one("#runs-table", DataTable).row_count == 2
+        writer = subprocess.Popen([sys.executable, "-c", HOLD_THEN_WRITE, str(store_copy)], stdout=subprocess.PIPE, text=True)
+        try:
+            assert writer.stdout.readline().strip() == "locked"
+            status = app.query_one("#status", Static)
+            deadline = time.monotonic() + 10
+            while "store busy" not in text_of(status) and time.monotonic() < deadline:
+                await pilot.pause(0.1)
+            assert "store busy" in text_of(status) and status.has_class("busy")
+            assert writer.stdout.readline().strip() == "released"
+        finally:
+            writer.wait(timeout=20)
+        deadline = time.monotonic() + 10
+        while app.query_one("#runs-table", DataTable).row_count < 3 and time.monotonic() < deadline:
+            await pilot.pause(0.1)
+        await settle(pilot)
+        assert app.query_one("#runs-table", DataTable).row_count == 3
+        assert "store busy" not in text_of(app.query_one("#status", Static))
+
+
+def test_cli_help_lists_tui():
+    from click.testing import CliRunner
+
+    from sparkql.cli.main import cli
+
+    result = CliRunner().invoke(cli, ["tui", "--help"])
+    assert result.exit_code == 0 and "DATABASE" in result.output and "--poll" in result.output
+
+
+def test_app_is_textual_only_in_the_tui():
+    # The CLI table points at the command module; importing it must not import textual.
+    code = "import sys, sparkql.cli.cmd_tui; assert 'textual' not in sys.modules"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+    assert SparkqlApp.TITLE == "sparkql"
