@@ -8,6 +8,8 @@ The ``evals`` row is returned with the step's completion mark.
 
 from __future__ import annotations
 
+import re
+
 from sparkql.errors import SparkError
 from sparkql.plan.steps import GenerateSpec, Step
 from sparkql.runtime.context import RunContext, StepOutput
@@ -31,10 +33,9 @@ def dataset_problems(spec: GenerateSpec) -> list[dict]:
     roles = ["problem", "id"] + (["answer"] if "answer" in spec.dataset.roles else [])
     if grader in ("gpqa", "triviaqa") and "choices" in spec.dataset.roles:
         roles.append("choices")
-    if grader == "gpqa" and "choices" not in spec.dataset.roles:
-        raise SparkError(f"dataset {spec.dataset.name}: GPQA needs a `choices` role (the incorrect options)",
-                         hint=f'dataset {spec.dataset.name} = "..." (problem = "Question", answer = "Correct Answer", choices = "incorrect")')
     rows = load_rows(spec.dataset, roles=tuple(roles))
+    if grader == "gpqa" and "choices" not in spec.dataset.roles:
+        _gpqa_choices_from_columns(spec, rows)
     if spec.examples is not None:
         rows = rows[: spec.examples]
     seen: set[str] = set()
@@ -44,6 +45,26 @@ def dataset_problems(spec: GenerateSpec) -> list[dict]:
                              hint="map the `id` role to a unique field, or drop the mapping to number rows")
         seen.add(r["id"])
     return rows
+
+
+_INCORRECT = re.compile(r"^Incorrect Answer \d+$")
+
+
+def _gpqa_choices_from_columns(spec: GenerateSpec, rows: list[dict]) -> None:
+    """GPQA's own files keep the wrong options in columns ``Incorrect Answer 1..3``: without a
+    ``choices`` role, take them from there (row order is the file's, as in load_rows)."""
+    from sparkql.runtime.datasets import read_records
+
+    records = read_records(spec.dataset.path, spec.dataset.format)
+    for i, (row, rec) in enumerate(zip(rows, records)):
+        wrong = [str(rec[k]).strip() for k in sorted(rec) if _INCORRECT.match(str(k)) and rec[k] not in (None, "")]
+        if not wrong:
+            raise SparkError(
+                f"{spec.dataset.path}: row {i + 1} has no incorrect options for GPQA",
+                hint=f'map them: dataset {spec.dataset.name} = "..." (choices = "<field with a list>"), '
+                     "or keep GPQA's columns `Incorrect Answer 1..3`",
+            )
+        row["choices"] = wrong
 
 
 def load_variant(ctx: RunContext, variant_key: str | None, model_id: str) -> Variant | None:

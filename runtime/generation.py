@@ -221,7 +221,9 @@ class Throughput:
     def add(self, n: int) -> None:
         self.tokens += n
         if self.task is not None and hasattr(self.task, "update"):
-            self.task.update(tokens=self.tokens, tok_s=round(self.rate, 1))
+            # `eta` is the free text column of the run's progress display (runtime/progress.py)
+            self.task.update(tokens=self.tokens, tok_s=round(self.rate, 1),
+                             eta=f"{self.tokens} tok  {self.rate:.1f} tok/s")
 
     @property
     def rate(self) -> float:

@@ -236,8 +236,8 @@ def gpqa_options(problem_id: str, answer, choices, seed: int) -> tuple[list[str]
     options) and grading (which needs the letter) agree, and a rerun shows the same order."""
     if isinstance(choices, str):
         choices = json.loads(choices)
-    opts = [str(c) for c in (choices or [])]
-    ans = str(answer)
+    opts = [str(c).strip() for c in (choices or [])]
+    ans = str(answer).strip()
     if ans not in opts:
         opts = [ans] + opts
     digest = hashlib.sha256(f"gpqa\x00{seed}\x00{problem_id}".encode()).digest()

@@ -312,7 +312,8 @@ def generate_vllm(model_path: str, requests: Sequence, sampling, variant=None, *
             results.extend(done)
             if progress_task is not None:
                 progress_task.advance(len(done))
-                progress_task.update(tokens=meter.tokens, tok_s=round(meter.rate, 1))
+                progress_task.update(tokens=meter.tokens, tok_s=round(meter.rate, 1),
+                                     eta=f"{meter.tokens} tok  {meter.rate:.1f} tok/s")
             if on_batch is not None:
                 on_batch(done)
             chunk, size = [], 0
