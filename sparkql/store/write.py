@@ -17,10 +17,12 @@ import re
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from sparkql.store.schema import TABLES
 
 _IGNORE_ON_CONFLICT = {"samples"}
+_CONST_MIN_ROWS = 1024
 _counter = itertools.count()
 
 
@@ -82,13 +84,29 @@ def insert(con, table: str, payload: Any) -> int:
     verb = "INSERT"
     if table in HAS_PRIMARY_KEY:
         verb = "INSERT OR IGNORE" if table in _IGNORE_ON_CONFLICT else "INSERT OR REPLACE"
+    n = data.num_rows
+    # A long string column holding one value (the circuit_id of 183,555 edges) is sent as one
+    # parameter instead: DuckDB then stores a constant vector rather than hashing n copies.
+    select, params = [], []
+    for col in list(data.column_names):
+        arr = data.column(col)
+        if n >= _CONST_MIN_ROWS and pa.types.is_string(arr.type) and arr.null_count == 0:
+            mm = pc.min_max(arr)
+            if mm["min"].as_py() == mm["max"].as_py():
+                select.append(f'?::VARCHAR AS "{col}"')
+                params.append(mm["min"].as_py())
+                data = data.drop_columns([col])
+                continue
+        select.append(f'"{col}"')
     name = f"_sparkql_payload_{next(_counter)}"
+    if data.num_columns == 0:  # every column constant: keep the row count
+        data = pa.table({"_n": pa.nulls(n, pa.int8())})
     con.register(name, data)
     try:
-        con.execute(f"{verb} INTO {table} BY NAME SELECT * FROM {name}")
+        con.execute(f"{verb} INTO {table} BY NAME SELECT {', '.join(select)} FROM {name}", params)
     finally:
         con.unregister(name)
-    return data.num_rows
+    return n
 
 
 def insert_all(con, tables: dict[str, Any]) -> dict[str, int]:
