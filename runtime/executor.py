@@ -136,9 +136,17 @@ def toposort(plan: Plan) -> list[Step]:
     return order
 
 
+# Kinds that never load weights: their model references are bookkeeping (a set's model, a
+# cohort's series), so they do not keep a loaded model alive. Any other kind (circuit,
+# generate, intervene, or a kind added later) keeps every model its spec refers to.
+NO_WEIGHTS = {"load_model", "diff", "heads", "cohort", "grade", "aggregate"}
+
+
 def model_ids_of(step: Step) -> set[str]:
-    """Every model a step refers to (walks the spec for model references)."""
+    """The models whose weights a step may use (walks the spec for model references)."""
     out: set[str] = set()
+    if step.kind in NO_WEIGHTS:
+        return out
 
     def walk(o) -> None:
         if isinstance(o, dict):
@@ -246,9 +254,8 @@ def execute(
 
     missing_kinds = sorted({s.kind for s in steps if cannot.get(s.key) == "unavailable"})
     if missing_kinds and not partial:
-        counts = ", ".join(
-            f"{k} ({sum(1 for s in steps if s.kind == k and s.key not in done_before)} steps)" for k in missing_kinds
-        )
+        n_of = {k: sum(1 for s in steps if s.kind == k and s.key not in done_before) for k in missing_kinds}
+        counts = ", ".join(f"{k} ({n} step{'s' if n != 1 else ''})" for k, n in n_of.items())
         raise SparkError(
             f"this build of sparkql cannot run step kind(s): {counts}",
             hint="their handler modules are not installed yet; `sparkql run --partial` runs every step that can "
