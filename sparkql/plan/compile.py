@@ -37,7 +37,7 @@ class _Builder:
             cost: Cost | None = None) -> str:
         key = step_key(kind, spec)
         if key not in self.steps:
-            self.steps[key] = Step(key=key, kind=kind, label=label, deps=sorted(set(deps)), spec=spec,
+            self.steps[key] = Step(key=key, kind=kind, label=label, deps=list(dict.fromkeys(deps)), spec=spec,
                                    exec=exec or ExecOptions(), cost=cost or Cost(), span=span)
         return key
 
