@@ -112,20 +112,26 @@ def sql(query: str, db: str, fmt: str, out: str | None, write: bool, limit: int)
         raise SparkError("--format parquet needs --out FILE", hint="e.g. --out results.parquet")
     con = connect(db, read_only=not write)
     try:
+        if fmt == "parquet":
+            try:
+                rel = con.sql(query)
+                if rel is None:
+                    raise SparkError("the statement returns no rows to write", hint="give a SELECT", file=db)
+                table = rel.to_arrow_table()
+            except duckdb.Error as e:
+                raise query_error(e, con, db) from None
+            import pyarrow.parquet as pq
+
+            Path(out).parent.mkdir(parents=True, exist_ok=True)
+            pq.write_table(table, out)
+            console.print(f"wrote {table.num_rows} row(s) to {out}")
+            return
         try:
             cur = con.execute(query)
         except duckdb.Error as e:
             raise query_error(e, con, db) from None
         if cur.description is None:  # a statement without a result (with --write)
             console.print("ok")
-            return
-        if fmt == "parquet":
-            import pyarrow.parquet as pq
-
-            table = cur.to_arrow_table()
-            Path(out).parent.mkdir(parents=True, exist_ok=True)
-            pq.write_table(table, out)
-            console.print(f"wrote {table.num_rows} row(s) to {out}")
             return
         columns = [d[0] for d in cur.description]
         rows = cur.fetchall()
