@@ -1,0 +1,111 @@
+"""End to end: a .spark study over a tiny model directory and a JSONL of clean/corrupt pairs
+(plus a problem dataset corrupted by digits, with a sampled answer opening) through
+`sparkql run`; the store gets circuits, edges (every edge), nodes and head_sets; a second run
+is a no-op; stored scores equal a direct engine run on the same pairs."""
+
+from __future__ import annotations
+
+import json
+
+import duckdb
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from sparkql.cli.main import cli
+from sparkql.runtime.graph import Graph
+
+
+@pytest.fixture(scope="module")
+def study(tiny_qwen2, tmp_path_factory):
+    d = tmp_path_factory.mktemp("circuit_e2e")
+    pairs = [("12+34=46. 12+34=", "25+34=59. 25+34=", "46"), ("21+13=34. 21+13=", "41+13=54. 41+13=", "34"),
+             ("30+11=41. 30+11=", "17+11=28. 17+11=", "41"), ("1+1=2. 1+1=", "11+1=12. 11+1=", "2")]  # last: unequal
+    with open(d / "pairs.jsonl", "w") as f:
+        for c, x, a in pairs:
+            f.write(json.dumps({"clean": c, "corrupt": x, "answer": a}) + "\n")
+    with open(d / "probs.jsonl", "w") as f:
+        for q, a in [("What is 12+34?", "46"), ("What is 7*8?", "56"), ("Name a colour.", "red")]:
+            f.write(json.dumps({"question": q, "answer": a}) + "\n")
+    (d / "s.spark").write_text(
+        f'model base = "{tiny_qwen2}"\n'
+        'dataset pairs = "pairs.jsonl" (clean = "clean", corrupt = "corrupt", answer = "answer")\n'
+        'dataset probs = "probs.jsonl" (problem = "question", answer = "answer")\n'
+        "set dtype = fp64\nset device = cpu\n"
+        "circuit pairs on base using eap_ig(steps = 4, top_n = 60, tau = 0, metric = kl) as found\n"
+        "circuit probs on base using eap_ig(steps = 3, top_n = 60, tau = 0, metric = logit_diff, "
+        "corrupt = digits, prefix = sample, prefix_tokens = 3, max_tokens = 200) as found_probs\n"
+    )
+    db = d / "r.duckdb"
+    first = CliRunner().invoke(cli, ["run", str(d / "s.spark"), "--db", str(db), "-q"])
+    assert first.exit_code == 0, first.output
+    second = CliRunner().invoke(cli, ["run", str(d / "s.spark"), "--db", str(db), "-q"])
+    return d, db, first, second
+
+
+def test_tables_written(study):
+    d, db, first, _ = study
+    g = Graph(2, 4)
+    con = duckdb.connect(str(db), read_only=True)
+    rows = con.execute("SELECT dataset, n_examples, n_dropped, n_edges, n_edges_in_circuit, n_heads_in_circuit, "
+                       "faithfulness, metric_clean, metric_corrupt, ig_steps, metric, corrupt FROM circuits "
+                       "ORDER BY dataset").fetchall()
+    assert [r[0] for r in rows] == ["pairs", "probs"]
+    pairs, probs = rows
+    assert pairs[1:4] == (3, 1, g.n_edges) and "dropped 1 of 4 pairs" in first.output
+    # the third problem has no digit to redraw: dropped as unchanged, not as unequal length
+    assert probs[1:4] == (2, 0, g.n_edges) and probs[9:] == (3, "logit_diff", "digits")
+    for r in rows:
+        assert 0 < r[4] and r[5] > 0 and r[6] is not None and r[7] != r[8]
+    cid = con.execute("SELECT circuit_id FROM circuits WHERE dataset = 'pairs'").fetchone()[0]
+    n, n_in, n_pairs = con.execute(
+        "SELECT count(*), count(*) FILTER (in_circuit), count(DISTINCT (src, dst)) FROM edges WHERE circuit_id = ?",
+        [cid]).fetchone()
+    assert n == n_pairs == g.n_edges and 0 < n_in <= 60
+    nodes = con.execute("SELECT node, kind, layer, head, score, in_circuit FROM nodes WHERE circuit_id = ? "
+                        "ORDER BY node", [cid]).fetchall()
+    assert len(nodes) == len(g.nodes)
+    kinds = {r[0]: r[1:4] for r in nodes}
+    assert kinds["a1.h3"] == ("head", 1, 3) and kinds["m0"] == ("mlp", 0, None) and kinds["input"][0] == "input"
+    # head scores: sum of |score| over kept edges in and out, recomputed in SQL
+    sql_scores = dict(con.execute("""
+        SELECT node, sum(abs(score)) FROM (
+            SELECT src AS node, score FROM edges WHERE circuit_id = ? AND in_circuit
+            UNION ALL
+            SELECT regexp_replace(dst, '<[qkv]>$', ''), score FROM edges WHERE circuit_id = ? AND in_circuit)
+        GROUP BY node""", [cid, cid]).fetchall())
+    for node, kind, _, _, score, inc in nodes:
+        assert inc == (node in sql_scores)
+        assert score == pytest.approx(sql_scores.get(node, 0.0), rel=1e-9, abs=1e-15)
+    heads = con.execute("SELECT set_name, count(*) FROM head_sets GROUP BY set_name ORDER BY 1").fetchall()
+    n_heads = con.execute("SELECT n_heads_in_circuit FROM circuits ORDER BY dataset").fetchall()
+    assert heads == [("found", n_heads[0][0]), ("found_probs", n_heads[1][0])]
+
+
+def test_second_run_is_a_no_op(study):
+    d, db, _, second = study
+    assert second.exit_code == 0, second.output
+    con = duckdb.connect(str(db), read_only=True)
+    assert con.execute("SELECT count(*) FROM circuits").fetchone()[0] == 2
+    assert con.execute("SELECT count(*) FROM edges").fetchone()[0] == 2 * Graph(2, 4).n_edges
+    assert con.execute("SELECT count(*) FROM runs").fetchone()[0] == 2
+    assert "EAP-IG" not in second.output and "circuit" in second.output
+
+
+def test_stored_scores_equal_the_engine(study, tiny_qwen2):
+    from sparkql.runtime.eap_ig import EapIg, Example
+    from sparkql.runtime.models import load_model
+
+    d, db, _, _ = study
+    lm = load_model(tiny_qwen2, "fp64", "cpu")
+    tok = lm.tokenizer
+    rows = [json.loads(line) for line in (d / "pairs.jsonl").read_text().splitlines()][:3]
+    exs = [Example(tok(r["clean"])["input_ids"], tok(r["corrupt"])["input_ids"]) for r in rows]
+    res = EapIg(lm).run(exs, steps=4)
+    g = res.graph
+    con = duckdb.connect(str(db), read_only=True)
+    stored = dict(((s, t), x) for s, t, x in con.execute(
+        "SELECT src, dst, score FROM edges JOIN circuits USING (circuit_id) WHERE dataset = 'pairs'").fetchall())
+    src, dst = g.edge_names()
+    mine = res.edge_scores()
+    assert np.allclose([stored[(s, t)] for s, t in zip(src, dst)], mine, rtol=1e-12, atol=0)
