@@ -56,8 +56,6 @@ contraction per pass: the naive algorithm, used by tests and the benchmark.
 
 from __future__ import annotations
 
-import math
-import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -260,18 +258,16 @@ class _Frozen:
             p.requires_grad_(f)
 
 
-_ENVOYS: dict[int, Any] = {}
-
-
 def envoy_for(model: torch.nn.Module, parts: Parts):
     """An ``nnsight.NNsight`` wrapper of the model, built once per model object, with every
-    attention module's forward source-instrumented (must happen outside a trace)."""
+    attention module's forward source-instrumented (must happen outside a trace). Kept on the
+    model object itself (a reference cycle the garbage collector frees with the model, so a
+    released model is not kept alive by a cache)."""
     import nnsight
 
-    key = id(model)
-    entry = _ENVOYS.get(key)
-    if entry is not None and entry[0] is model:
-        return entry[1], entry[2]
+    cached = model.__dict__.get("_sparkql_envoy")
+    if cached is not None:
+        return cached
     nm = nnsight.NNsight(model)
     names = _walk(nm, parts.adapter.path("attn", 0)).source.names
     calls = sorted((n for n in names if re.fullmatch(r"attention_interface_\d+", n)), key=lambda n: int(n.rsplit("_", 1)[1]))
@@ -282,7 +278,7 @@ def envoy_for(model: torch.nn.Module, parts: Parts):
         )
     for l in range(parts.L):
         _walk(nm, parts.adapter.path("attn", l)).source  # install before tracing
-    _ENVOYS[key] = (model, nm, calls[-1])
+    object.__setattr__(model, "_sparkql_envoy", (nm, calls[-1]))
     return nm, calls[-1]
 
 

@@ -109,3 +109,49 @@ def test_stored_scores_equal_the_engine(study, tiny_qwen2):
     src, dst = g.edge_names()
     mine = res.edge_scores()
     assert np.allclose([stored[(s, t)] for s, t in zip(src, dst)], mine, rtol=1e-12, atol=0)
+
+
+def test_export_json_has_the_eap_ig_layout(study, tmp_path):
+    d, db, _, _ = study
+    out = tmp_path / "c.json"
+    con = duckdb.connect(str(db), read_only=True)
+    cid = con.execute("SELECT circuit_id FROM circuits WHERE dataset = 'pairs'").fetchone()[0]
+    con.close()
+    res = CliRunner().invoke(cli, ["export", "circuit", cid[:10], "--db", str(db), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    data = json.loads(out.read_text())
+    assert set(data) == {"cfg", "nodes", "edges", "sparkql"}
+    assert data["cfg"] == {"n_layers": 2, "n_heads": 4, "parallel_attn_mlp": False, "d_model": 32}
+    g = Graph(2, 4)
+    assert set(data["nodes"]) == set(g.nodes)
+    src, dst = g.edge_names()
+    assert list(data["edges"]) == [f"{s}->{t}" for s, t in zip(src, dst)]  # EAP-IG's naming, every edge
+    assert all(set(v) == {"score", "in_graph"} for v in data["edges"].values())
+    con = duckdb.connect(str(db), read_only=True)
+    n_in, top = con.execute("SELECT count(*) FILTER (in_circuit), max(abs(score)) FROM edges WHERE circuit_id = ?",
+                            [cid]).fetchone()
+    assert sum(v["in_graph"] for v in data["edges"].values()) == n_in
+    assert max(abs(v["score"]) for v in data["edges"].values()) == top
+    assert data["nodes"]["logits"]["in_graph"] and data["sparkql"]["circuit_id"] == cid
+
+
+def test_export_dot_and_svg(study, tmp_path, monkeypatch):
+    import shutil
+
+    from sparkql.errors import SparkError
+    from sparkql.runtime import export_circuit as ex
+
+    d, db, _, _ = study
+    con = duckdb.connect(str(db), read_only=True)
+    cid, n_in = con.execute("SELECT circuit_id, n_edges_in_circuit FROM circuits WHERE dataset = 'pairs'").fetchone()
+    dot = ex.circuit_dot(con, cid)
+    assert dot.startswith("digraph") and dot.count(" -> ") == n_in and '"logits"' in dot
+    if shutil.which("dot"):
+        out = ex.export_circuit(con, cid, "svg", tmp_path / "c.svg")
+        assert "<svg" in out.read_text()
+    monkeypatch.setattr(ex.shutil, "which", lambda name: None)
+    with pytest.raises(SparkError, match="Graphviz") as err:
+        ex.export_circuit(con, cid, "svg", tmp_path / "c2.svg")
+    assert "install" in err.value.hint
+    with pytest.raises(SparkError, match="no circuit"):
+        ex.export_circuit(con, "zzzz", "json", tmp_path / "x.json")
