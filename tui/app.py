@@ -51,8 +51,12 @@ class Browser(Vertical):
 
     DEFAULT_CSS = "Browser { height: 1fr; }"
 
+    def __init__(self, initial: str = "runs") -> None:
+        super().__init__()
+        self.initial = initial
+
     def compose(self) -> ComposeResult:
-        with TabbedContent(initial="runs", id="tabs"):
+        with TabbedContent(initial=self.initial, id="tabs"):
             with TabPane("1 Runs", id="runs"):
                 yield RunsView()
             with TabPane("2 Heads", id="heads"):
@@ -88,8 +92,11 @@ class SparkqlApp(App[None]):
         Binding("5", "tab('sql')", "SQL", show=False),
     ]
 
-    def __init__(self, db_path: str | os.PathLike[str], *, poll_seconds: float = DEFAULT_POLL_SECONDS) -> None:
+    def __init__(self, db_path: str | os.PathLike[str], *, poll_seconds: float = DEFAULT_POLL_SECONDS, tab: str = "runs") -> None:
         super().__init__()
+        if tab not in TABS:
+            raise ValueError(f"unknown tab {tab!r}; tabs: {', '.join(TABS)}")
+        self.initial_tab = tab
         self.db_path = os.fspath(db_path)
         self.db_name = os.path.basename(self.db_path)
         self.poll_seconds = poll_seconds
@@ -115,8 +122,8 @@ class SparkqlApp(App[None]):
     def _mount_tabs(self) -> None:
         self._tabs_mounted = True
         self.query_one("#problem-box").remove()
-        self.mount(Browser(), before=self.query_one(Footer))
-        self.call_after_refresh(self._focus_tab, "runs")
+        self.mount(Browser(self.initial_tab), before=self.query_one(Footer))
+        self.call_after_refresh(self._focus_tab, self.initial_tab)
 
     @property
     def has_tabs(self) -> bool:
@@ -201,7 +208,7 @@ class SparkqlApp(App[None]):
     def _reload_views(self) -> None:
         for view in (RunsView, HeadMapView, CohortView, EvalsView):
             for v in self.query(view):
-                v.reload()
+                v.store_changed()
 
     # -- actions -----------------------------------------------------------------
 
@@ -236,7 +243,7 @@ class SparkqlApp(App[None]):
     def on_run_selected(self, message: RunSelected) -> None:
         for v in self.query(EvalsView):
             v.run_id = message.run_id
-            v.reload()
+            v.store_changed()
 
     def on_open_head_map(self, message: OpenHeadMap) -> None:
         self.action_tab("heads")
@@ -261,5 +268,5 @@ class SparkqlApp(App[None]):
         self.push_screen(DiffScreen(message.a, message.b))
 
 
-def run(db_path: str | os.PathLike[str], poll_seconds: float = DEFAULT_POLL_SECONDS) -> None:
-    SparkqlApp(db_path, poll_seconds=poll_seconds).run()
+def run(db_path: str | os.PathLike[str], poll_seconds: float = DEFAULT_POLL_SECONDS, tab: str = "runs") -> None:
+    SparkqlApp(db_path, poll_seconds=poll_seconds, tab=tab).run()

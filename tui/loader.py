@@ -66,6 +66,29 @@ def load(
     return node.run_worker(work, thread=True, exclusive=True, group=group, exit_on_error=False)
 
 
+class LazyLoad:
+    """Mixin for tab views: load when first shown, and on store changes reload only while visible.
+
+    At start-up only the visible tab queries the store, so the first screen
+    (and the head map, with ``--tab heads``) is not queued behind the others.
+    A view must define ``reload()``.
+    """
+
+    _stale = True
+
+    def on_show(self) -> None:
+        if self._stale:
+            self._stale = False
+            self.reload()  # type: ignore[attr-defined]
+
+    def store_changed(self) -> None:
+        if self.is_on_screen:  # type: ignore[attr-defined]
+            self._stale = False
+            self.reload()  # type: ignore[attr-defined]
+        else:
+            self._stale = True
+
+
 def _call(app: Any, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
     """Hand a result to the event loop; an app shutting down just drops it."""
     try:

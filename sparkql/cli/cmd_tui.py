@@ -11,7 +11,14 @@ from sparkql.cli.common import db_option
 @click.argument("database", required=False, type=click.Path(dir_okay=False))
 @db_option
 @click.option("--poll", default=2.0, show_default=True, type=float, help="Seconds between checks for new results (0: never).")
-def tui(database: str | None, db: str, poll: float) -> None:
+@click.option(
+    "--tab",
+    type=click.Choice(["runs", "heads", "cohorts", "evals", "sql"]),
+    default="runs",
+    show_default=True,
+    help="The tab to open on (heads: the latest checkpoint's head map).",
+)
+def tui(database: str | None, db: str, poll: float, tab: str) -> None:
     """Browse runs, circuits, head cohorts, evals and samples of a results store.
 
     DATABASE defaults to --db. The store is opened read-only and briefly, so
@@ -21,4 +28,4 @@ def tui(database: str | None, db: str, poll: float) -> None:
     # Textual is imported here so that other commands never pay for it.
     from sparkql.tui.app import run
 
-    run(database or db, poll_seconds=poll)
+    run(database or db, poll_seconds=poll, tab=tab)

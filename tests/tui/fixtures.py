@@ -307,3 +307,25 @@ def build_old_store(path: str | os.PathLike[str]) -> Path:
     finally:
         con.close()
     return path
+
+
+def build_wide_store(path: str | os.PathLike[str], n_layers: int = 28, n_heads: int = 12) -> Path:
+    """One Qwen2.5-1.5B-sized circuit (28 x 12 heads), nodes only: does the map fit 80x24?"""
+    path = Path(path)
+    if path.exists():
+        path.unlink()
+    con = _open_writer(path)
+    try:
+        _insert(con, "models", [{"model_id": "m-wide", "name": "qwen", "label": "qwen2.5-1.5b", "path": "models/qwen",
+                                 "step": None, "n_layers": n_layers, "n_heads": n_heads}])
+        _insert(con, "circuits", [{"circuit_id": "c-wide", "model_id": "m-wide", "dataset": "aime24", "n_heads_in_circuit": 0}])
+        # A deterministic scatter of active heads with scores, generated in SQL.
+        con.execute(
+            """INSERT INTO nodes (circuit_id, node, layer, head, kind, score, in_circuit)
+               SELECT 'c-wide', 'a' || l || '.h' || h, l, h, 'head', ((l * 13 + h * 7) % 17) / 17.0, (l * 5 + h * 3) % 7 = 0
+               FROM range(?) t(l), range(?) u(h)""",
+            [n_layers, n_heads],
+        )
+    finally:
+        con.close()
+    return path

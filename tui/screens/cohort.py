@@ -15,14 +15,14 @@ from textual.widgets import DataTable, Static
 from textual_plotext import PlotextPlot
 
 from sparkql.tui import data
-from sparkql.tui.loader import load
+from sparkql.tui.loader import LazyLoad, load
 from sparkql.tui.messages import OpenCohort
 from sparkql.tui.widgets.palette import BASE_RED, cohort_color, hex_color
 from sparkql.tui.widgets.stacked_bars import Bars, StackedBars
 from sparkql.tui.widgets.tables import fill
 
 
-class CohortView(Horizontal):
+class CohortView(LazyLoad, Horizontal):
     DEFAULT_CSS = """
     CohortView #cohort-left { width: 38; min-width: 30; }
     CohortView #cohort-series { height: auto; max-height: 6; }
@@ -49,9 +49,6 @@ class CohortView(Horizontal):
             yield StackedBars(id="cohort-bars")
             yield PlotextPlot(id="reward-plot")
 
-    def on_mount(self) -> None:
-        self.reload()
-
     def reload(self) -> None:
         load(self, lambda con: data.study_contents(con).series, self._series_loaded, group="cohort-series")
 
@@ -77,6 +74,10 @@ class CohortView(Horizontal):
 
     def show(self, cohort_key: str) -> None:
         self.cohort_key = cohort_key
+        if self._stale:  # first visit: the series list too
+            self._stale = False
+            self.reload()
+            return
         load(self, lambda con: data.cohort_view(con, cohort_key), self._loaded, group="cohort")
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:

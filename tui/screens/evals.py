@@ -9,7 +9,7 @@ from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 
 from sparkql.tui import data
-from sparkql.tui.loader import load
+from sparkql.tui.loader import LazyLoad, load
 from sparkql.tui.messages import OpenDiff, OpenSamples
 from sparkql.tui.widgets.tables import fmt
 
@@ -21,7 +21,7 @@ def _delta(value: float | None) -> Text:
     return Text(f"{value:+.3f}", style=style)
 
 
-class EvalsView(Vertical):
+class EvalsView(LazyLoad, Vertical):
     DEFAULT_CSS = """
     EvalsView #evals-table { height: 1fr; }
     EvalsView .caption { height: 1; color: $text-muted; }
@@ -43,9 +43,6 @@ class EvalsView(Vertical):
     def compose(self) -> ComposeResult:
         yield Static("Enter: samples · Space: mark A · d: diff A (or intact) vs highlighted", classes="caption", id="evals-caption")
         yield DataTable(id="evals-table", cursor_type="row", zebra_stripes=True)
-
-    def on_mount(self) -> None:
-        self.reload()
 
     def reload(self) -> None:
         run_id = self.run_id

@@ -9,13 +9,18 @@ from textual.containers import ScrollableContainer, Vertical
 from textual.widgets import Static
 
 from sparkql.tui import data
-from sparkql.tui.loader import load
+from sparkql.tui.loader import LazyLoad, load
 from sparkql.tui.messages import OpenHead
 from sparkql.tui.widgets.head_grid import HeadGrid
 from sparkql.tui.widgets.palette import BASE_RED, BLUE_DARK, BLUE_LIGHT, VIRIDIS, cohort_color, describe, hex_color, ramp
 
 
-class HeadMapView(Vertical):
+def _default_map(con) -> data.HeadMap | None:
+    circuit_id = data.default_circuit(con)
+    return data.head_map(con, "circuit", circuit_id) if circuit_id else None
+
+
+class HeadMapView(LazyLoad, Vertical):
     """Title line, the grid, a legend and a line about the head under the cursor."""
 
     DEFAULT_CSS = """
@@ -48,16 +53,8 @@ class HeadMapView(Vertical):
     def grid(self) -> HeadGrid:
         return self.query_one(HeadGrid)
 
-    def on_mount(self) -> None:
-        if self.source_id is None:
-            # Start on the latest checkpoint's circuit so the tab is never blank on a full store.
-            load(self, data.default_circuit, self._default_loaded, group="headmap")
-
-    def _default_loaded(self, circuit_id: str | None) -> None:
-        if circuit_id is not None and self.source_id is None:
-            self.show("circuit", circuit_id)
-
     def show(self, kind: str, source_id: str) -> None:
+        self._stale = False
         self.kind, self.source_id = kind, source_id
         load(self, lambda con: data.head_map(con, kind, source_id), self._loaded, group="headmap")
 
@@ -65,9 +62,14 @@ class HeadMapView(Vertical):
         if self.kind and self.source_id:
             self.show(self.kind, self.source_id)
         else:
-            self.on_mount()
+            # Start on the latest checkpoint's circuit, in one connection, so the tab is never blank.
+            load(self, _default_map, self._loaded, group="headmap")
 
-    def _loaded(self, head_map: data.HeadMap) -> None:
+    def _loaded(self, head_map: data.HeadMap | None) -> None:
+        if head_map is None:
+            return
+        if self.source_id is None:
+            self.kind, self.source_id = head_map.kind, head_map.source_id
         if head_map.source_id != self.source_id:
             return
         self.head_map = head_map
@@ -113,6 +115,10 @@ class HeadMapView(Vertical):
             t.append(" ", style=f"on {hex_color(BLUE_DARK)}")
             t.append(" emergent, darker=more often  • survives")
         self.query_one("#map-legend", Static).update(t)
+
+    def on_resize(self) -> None:
+        # Cell sizes follow the space the grid has.
+        self.grid.refresh(layout=True)
 
     def on_head_grid_moved(self, event: HeadGrid.Moved) -> None:
         if self.head_map is None:

@@ -10,12 +10,12 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Static, Tree
 
 from sparkql.tui import data
-from sparkql.tui.loader import load
+from sparkql.tui.loader import LazyLoad, load
 from sparkql.tui.messages import OpenCohort, OpenEvals, OpenHeadMap, RunSelected
 from sparkql.tui.widgets.tables import fmt
 
 
-class RunsView(Vertical):
+class RunsView(LazyLoad, Vertical):
     """Left: runs (first row: every result in the store). Right: what the selected study holds."""
 
     DEFAULT_CSS = """
@@ -36,9 +36,6 @@ class RunsView(Vertical):
         with Horizontal(id="runs-row"):
             yield DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
             yield Tree("study", id="contents")
-
-    def on_mount(self) -> None:
-        self.reload()
 
     def reload(self) -> None:
         load(self, data.list_runs, self._show_runs, group="runs")

@@ -2,7 +2,7 @@
 
 Layers run left to right and heads top to bottom, so a 28-layer x 12-head
 model fits in 80x24 with two columns per cell; on a larger terminal the cells
-grow (up to 6 columns and 3 rows) and a model too wide for the screen
+grow (up to 10 columns and 5 rows) and a model too wide for the screen
 scrolls.
 """
 
@@ -22,7 +22,7 @@ from sparkql.tui.data import HeadMap
 from sparkql.tui.widgets.palette import MODES, cell_color, hex_color, text_color
 
 LABEL_W = 4  # "H11 "
-MIN_CELL_W, MAX_CELL_W, MAX_CELL_H = 2, 6, 3
+MIN_CELL_W, MAX_CELL_W, MAX_CELL_H = 2, 10, 5
 
 
 class HeadGrid(Widget, can_focus=True):
@@ -76,9 +76,17 @@ class HeadGrid(Widget, can_focus=True):
         hm = self.head_map
         if hm is None:
             return MIN_CELL_W, 1
-        w = (self._avail.width - LABEL_W) // max(hm.n_layers, 1)
-        h = (self._avail.height - 1) // max(hm.n_heads, 1)
+        avail = self._available()
+        w = (avail.width - LABEL_W) // max(hm.n_layers, 1)
+        h = (avail.height - 1) // max(hm.n_heads, 1)
         return min(max(w, MIN_CELL_W), MAX_CELL_W), min(max(h, 1), MAX_CELL_H)
+
+    def _available(self) -> Size:
+        """The visible area of the scrolling parent: cells grow to fill it, never past it."""
+        parent = self.parent
+        if isinstance(parent, Widget) and parent.size.area:
+            return parent.scrollable_content_region.size
+        return self._avail
 
     def get_content_width(self, container: Size, viewport: Size) -> int:
         self._avail = Size(container.width, self._avail.height)
@@ -86,7 +94,7 @@ class HeadGrid(Widget, can_focus=True):
         return LABEL_W + cw * (self.head_map.n_layers if self.head_map else 1)
 
     def get_content_height(self, container: Size, viewport: Size, width: int) -> int:
-        self._avail = Size(self._avail.width, container.height)
+        self._avail = Size(self._avail.width, viewport.height)
         _, ch = self._cell_size()
         return 1 + ch * (self.head_map.n_heads if self.head_map else 1)
 

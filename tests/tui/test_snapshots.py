@@ -1,0 +1,79 @@
+"""Screen snapshots (SVG, syrupy) of every screen on the fixture store.
+
+Deterministic by construction: fixed terminal sizes, no animations, no cursor
+blink, the store shown by file name only, no timings. Accept intended changes
+with ``pytest tests/tui --snapshot-update`` and review the SVGs.
+"""
+
+from __future__ import annotations
+
+import pytest
+from syrupy.extensions.image import SVGImageSnapshotExtension
+
+from sparkql.tui.screens.sql import SqlView
+
+from . import fixtures as fx
+from .pilot import make_app, settle
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def svg_snapshot(snapshot):
+    return snapshot.use_extension(SVGImageSnapshotExtension)
+
+
+async def test_every_screen_at_80x24(fixture_store, svg_snapshot):
+    app = make_app(fixture_store)
+    shots: list[tuple[str, str]] = []
+    async with app.run_test(size=(80, 24)) as pilot:
+
+        async def shot(name: str, *keys: str) -> None:
+            await pilot.press(*keys)
+            await settle(pilot)
+            shots.append((name, app.export_screenshot()))
+
+        await shot("runs")
+        await shot("heads-score", "2")
+        await shot("heads-cohort", "left_square_bracket", "left_square_bracket", "right", "down", "down", "c")
+        await shot("heads-frequency", "c")
+        await shot("head-detail", "enter")
+        await shot("cohorts", "escape", "3")
+        await shot("evals", "4")
+        await shot("samples", "down", "enter")
+        await shot("diff", "escape", "d")
+        app.query_one(SqlView).show_timing = False
+        await pilot.press("escape", "5")
+        app.query_one("#sql-input").value = "SELECT set_name, layer, head, origin, cohort FROM cohort_heads ORDER BY layer, head"
+        await shot("sql", "enter")
+        await shot("help", "escape", "question_mark")
+    for name, svg in shots:
+        assert svg == svg_snapshot(name=name)
+
+
+async def test_large_terminal_head_map_and_detail(fixture_store, svg_snapshot):
+    app = make_app(fixture_store)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await settle(pilot)
+        await pilot.press("2", "c", "c")
+        await settle(pilot)
+        assert app.export_screenshot() == svg_snapshot(name="heads-160x48")
+        await pilot.press("right", "right", "right", "right", "down", "down", "down", "enter")
+        await settle(pilot)
+        assert app.export_screenshot() == svg_snapshot(name="head-detail-160x48")
+
+
+async def test_qwen_sized_map_fits_80x24(tmp_path, svg_snapshot):
+    app = make_app(fx.build_wide_store(tmp_path / "wide.duckdb"))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await pilot.press("2", "end")
+        await settle(pilot)
+        assert app.export_screenshot() == svg_snapshot(name="heads-28x12")
+
+
+async def test_missing_store_message(tmp_path, svg_snapshot):
+    app = make_app(tmp_path / "missing.duckdb")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        assert app.export_screenshot() == svg_snapshot(name="missing-store")
