@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
@@ -943,9 +944,28 @@ def _eval_diff_sql(con: duckdb.DuckDBPyConnection, a: str, b: str) -> EvalDiff:
 # ---------------------------------------------------------------------------
 
 
-def run_sql(con: duckdb.DuckDBPyConnection, sql: str, limit: int = 1000) -> Table:
-    """Run a user's query on the read-only connection; at most ``limit`` rows come back."""
+class QueryTimeout(Exception):
+    """A user's query ran past its time limit and was interrupted."""
+
+
+def run_sql(con: duckdb.DuckDBPyConnection, sql: str, limit: int = 1000, timeout: float | None = 15.0) -> Table:
+    """Run a user's query on the read-only connection; at most ``limit`` rows come back.
+
+    A query still running after ``timeout`` seconds is interrupted: while it
+    runs the file stays open, and a ``sparkql run`` writing to the same store
+    would wait for it at its next commit.
+    """
     sql = sql.strip().rstrip(";")
     if not sql:
         return Table([], [])
-    return _table(con, sql, limit=limit)
+    timer = threading.Timer(timeout, con.interrupt) if timeout else None
+    if timer is not None:
+        timer.daemon = True
+        timer.start()
+    try:
+        return _table(con, sql, limit=limit)
+    except duckdb.InterruptException as e:
+        raise QueryTimeout(f"query interrupted after {timeout:g} s (it would block a running study's writes)") from e
+    finally:
+        if timer is not None:
+            timer.cancel()

@@ -47,12 +47,15 @@ def load(
         except data.StoreBusy as e:
             app.post_message(StoreBusy(str(e)))
             return
-        except (duckdb.Error, data.StoreUnavailable, SparkError, KeyError, ValueError) as e:
+        except (duckdb.Error, data.StoreUnavailable, data.QueryTimeout, SparkError, KeyError, ValueError) as e:
             message = str(e).strip() or type(e).__name__
             if failed is not None:
                 _call(app, failed, message)
             else:
                 _call(app, app.notify, message, title="query failed", severity="error")
+            return
+        except Exception as e:  # noqa: BLE001 - a bug must show up, not kill the interface
+            _call(app, app.notify, f"{type(e).__name__}: {e}", title="internal error (please report)", severity="error")
             return
         if get_current_worker().is_cancelled:
             return  # a newer request of the same group replaced this one

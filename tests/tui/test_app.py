@@ -229,8 +229,38 @@ def test_cli_help_lists_tui():
     assert result.exit_code == 0 and "DATABASE" in result.output and "--poll" in result.output
 
 
+def test_tui_never_imports_torch(fixture_store):
+    # The TUI's whole data path, the diff through sparkql.runtime.qualitative included, stays torch-free.
+    code = (
+        "import sys; import sparkql.tui.app; from sparkql.tui import data\n"
+        f"with data.connect({str(fixture_store)!r}) as con: data.eval_diff(con, {fx.EVAL_INTACT!r}, {fx.EVAL_ABLATED!r})\n"
+        "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'heavy import'"
+    )
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
 def test_app_is_textual_only_in_the_tui():
     # The CLI table points at the command module; importing it must not import textual.
     code = "import sys, sparkql.cli.cmd_tui; assert 'textual' not in sys.modules"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
     assert SparkqlApp.TITLE == "sparkql"
+
+
+async def test_a_valid_but_empty_store_shows_placeholders(tmp_path):
+    from sparkql.store.api import connect
+
+    db = tmp_path / "fresh.duckdb"
+    connect(db, read_only=False).close()  # what a first `sparkql run` creates before any result
+    app = make_app(db)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        assert "no results yet" in text_of(app.query_one("#status", Static))
+        for tab in "2345":
+            await pilot.press(tab)
+            await settle(pilot)
+        assert "pick one in the runs tab" in text_of(app.query_one("#map-title", Static))
+        assert "no evaluations" in str(app.query_one("#evals-table", DataTable).get_row_at(0))
+        assert "no checkpoint series" in str(app.query_one("#cohort-table", DataTable).get_row_at(0))
+        await pilot.press("escape", "2", "enter", "c")  # keys on an empty map do nothing harmful
+        await settle(pilot)
+        assert app.screen is app.screen_stack[0]

@@ -226,3 +226,12 @@ def test_connect_reports_busy_while_another_process_writes(store_copy):
         proc.wait()
     with data.connect(store_copy) as con:  # and reads again once the writer is gone
         assert con.execute("SELECT count(*) FROM circuits").fetchone()[0] == 6
+
+
+def test_run_sql_interrupts_a_runaway_query(fixture_store):
+    with data.connect(fixture_store) as con:
+        t0 = time.perf_counter()
+        with pytest.raises(data.QueryTimeout, match="interrupted after 0.3 s"):
+            data.run_sql(con, "SELECT count(*) FROM range(100000000000) a", timeout=0.3)
+        assert time.perf_counter() - t0 < 10
+        assert data.run_sql(con, "SELECT 42 AS x").rows == [(42,)]  # the connection is still usable

@@ -20,7 +20,7 @@ class RunsView(LazyLoad, Vertical):
 
     DEFAULT_CSS = """
     RunsView #runs-row { height: 1fr; }
-    RunsView #runs-table { width: 42; max-width: 50%; }
+    RunsView #runs-table { width: 46; max-width: 55%; }
     RunsView #contents { width: 1fr; border-left: tall $panel; }
     RunsView .caption { height: 1; color: $text-muted; }
     """
