@@ -361,13 +361,19 @@ class EapIg:
                 mlps.append(_walk(nm, p.adapter.path("mlp", l)).output)
             got.append(nm.output.logits)
         logits = got[0][:, 0, :]
-        z = [emb.to(p.cdt)]
-        for l in range(p.L):
-            a = heads[l].to(p.cdt).view(2 * n, S, p.H, p.dh)
-            z.append(torch.einsum("rshi,hdi->rhsd", a, p.o_heads(l)))
-            z.append(mlps[l].to(p.cdt)[:, None])
-        # (2n, n_sources, S, D): the source order of Graph.sources
-        zz = torch.cat([z[0][:, None]] + z[1:], dim=1)
+        o_heads = [p.o_heads(l) for l in range(p.L)]
+
+        def delta(i: int, s: int) -> torch.Tensor:
+            """(n_sources, s, D) clean-minus-corrupted outputs of every source, in Graph.sources
+            order. A head's output is linear in its slice of o_proj's input, so the difference is
+            taken before the projection."""
+            pieces = [(emb[i, :s] - emb[n + i, :s]).to(p.cdt)[None]]
+            for l in range(p.L):
+                a = (heads[l][i, :s] - heads[l][n + i, :s]).to(p.cdt).view(s, p.H, p.dh)
+                pieces.append(torch.einsum("shi,hdi->hsd", a, o_heads[l]))
+                pieces.append((mlps[l][i, :s] - mlps[l][n + i, :s]).to(p.cdt)[None])
+            return torch.cat(pieces)
+
         out = []
         lc = torch.log_softmax(logits[:n].to(torch.float64), -1)
         for i, e in enumerate(examples):
@@ -382,7 +388,7 @@ class EapIg:
             lcp = lc[i : i + 1].expand(2, -1)
             both = metric_rows(torch.stack([logits[i], logits[n + i]]), metric, lcp, t, f)
             out.append(dict(
-                delta=(zz[i, :, :s] - zz[n + i, :, :s]).contiguous(),
+                delta=delta(i, s),
                 logp_clean=lc[i], target=target, foil=foil,
                 m_clean=float(both[0]), m_corrupt=float(both[1]), len=s,
                 emb_clean=emb[i, :s], emb_corrupt=emb[n + i, :s],
@@ -467,8 +473,10 @@ class EapIg:
         elif chunk_rows:
             rows_per_chunk = chunk_rows
         else:
-            room = budget - 2 * self.bytes_per_example(smax)
-            rows_per_chunk = max(1, int(room // self.bytes_per_row(smax)))
+            # rows r cost r * bytes_per_row, and keep about r/steps + 2 examples' differences alive
+            bpe = self.bytes_per_example(smax)
+            room = budget - 2 * bpe
+            rows_per_chunk = max(1, int(room // (self.bytes_per_row(smax) + bpe / steps)))
         all_rows = [(i, k) for i in order for k in range(1, steps + 1)]
         scores = torch.zeros(p.graph.n_sources, p.graph.n_dests, dtype=torch.float64, device=p.device)
         task = progress.task(description, total=len(all_rows)) if progress is not None else None
@@ -484,9 +492,10 @@ class EapIg:
                 for c0 in range(0, len(all_rows), rows_per_chunk):
                     rows = all_rows[c0 : c0 + rows_per_chunk]
                     need = sorted({e for e, _ in rows if e not in info})
-                    # pre-pass in groups small enough for the budget
-                    for j in range(0, len(need), max(1, rows_per_chunk // 2)):
-                        grp = need[j : j + max(1, rows_per_chunk // 2)]
+                    # pre-pass in groups whose differences (and the batch's outputs) fit the budget
+                    per = max(1, int(budget // (3 * self.bytes_per_example(smax))))
+                    for j in range(0, len(need), per):
+                        grp = need[j : j + per]
                         for e, d in zip(grp, self._prepass([examples[e] for e in grp], metric)):
                             info[e] = d
                             m_clean[e], m_corrupt[e] = d["m_clean"], d["m_corrupt"]

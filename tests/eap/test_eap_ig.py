@@ -74,6 +74,12 @@ def test_fused_equals_unfused(lm):
     assert fused.chunk_rows >= 15 and fused.n_chunks == 1
     assert unfused.n_chunks == 15
     assert relerr(fused.scores, unfused.scores) < 1e-12
+    # a budget for 4 rows: chunks split examples, and the scores do not change
+    S = 7
+    budget = 2 * eng.bytes_per_example(S) + 4 * (eng.bytes_per_row(S) + eng.bytes_per_example(S) / 5) + 1
+    small = eng.run(examples, steps=5, memory=int(budget))
+    assert small.chunk_rows == 4 and small.n_chunks == 4
+    assert relerr(small.scores, unfused.scores) < 1e-12
 
 
 def test_gqa_group_sum_equals_shared_projection_gradient(tiny_qwen2, tiny_qwen3):
