@@ -118,7 +118,12 @@ class PatchedForward:
             k = k * cos + _rotate_half(k) * sin
             attn = p.mod("attn", l)
             att = (q @ k.transpose(-1, -2)) * attn.scaling
-            att = att.masked_fill(causal, torch.finfo(att.dtype).min)
+            mask = causal
+            window = _sliding_window(p.lm.config, l)
+            if window is not None and S > window:  # as transformers: key j visible from i iff i - window < j <= i
+                i = torch.arange(S, device=p.device)
+                mask = causal | (i[None, :] <= i[:, None] - window)
+            att = att.masked_fill(mask, torch.finfo(att.dtype).min)
             att = torch.softmax(att, dim=-1, dtype=torch.float32).to(dt)
             z = att @ v  # (R, H, S, dh)
             wo = p.mod("o_proj", l).weight.view(p.D, H, p.dh)
@@ -138,6 +143,18 @@ class PatchedForward:
         rows = torch.arange(R, device=p.device)
         logits = p.mod("lm_head")(hf[rows, last])
         return logits, Z
+
+
+def _sliding_window(config: dict, layer: int) -> int | None:
+    """The attention window of ``layer`` (Mistral: every layer; Qwen2/3: layers typed
+    ``sliding_attention``), None for full causal attention."""
+    window = config.get("sliding_window")
+    if not window:
+        return None
+    types = config.get("layer_types")
+    if types:
+        return int(window) if types[layer] == "sliding_attention" else None
+    return int(window) if config.get("model_type") == "mistral" else None
 
 
 def _rotate_half(x: torch.Tensor) -> torch.Tensor:

@@ -90,3 +90,30 @@ def test_patching_a_heads_out_edges_equals_replacing_its_output(lm):
     assert torch.allclose(patched, ref, rtol=0, atol=1e-6 * ref.abs().max())
     with torch.no_grad():
         assert not torch.allclose(patched, lm.model(clean).logits[:, -1], atol=1e-6)
+
+
+def test_patched_forward_applies_a_sliding_window(tmp_path):
+    """Mistral attends within a window: the functional forward must mask the same keys."""
+    from transformers import AutoModelForCausalLM
+
+    from sparkql.runtime.adapters import FAMILIES
+    from sparkql.runtime.models import LoadedModel
+    from sparkql.runtime.tiny import tiny_config
+
+    cfg = tiny_config("mistral", vocab_size=50)
+    cfg.sliding_window = 3
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(cfg, attn_implementation="eager").double().eval()
+    lm = LoadedModel(ref=None, path=tmp_path, model=model, tokenizer=None, adapter=FAMILIES["mistral"],
+                     config=cfg.to_dict(), device=torch.device("cpu"), dtype=torch.float64)
+    ids = torch.randint(0, 50, (2, 9))
+    last = torch.tensor([8, 8])
+    logits, _ = PatchedForward(lm)(ids, last)
+    with torch.no_grad():
+        ref = model(ids).logits[:, -1]
+        cfg.sliding_window = None
+        full = AutoModelForCausalLM.from_config(cfg, attn_implementation="eager").double().eval()
+        full.load_state_dict(model.state_dict())
+        unwindowed = full(ids).logits[:, -1]
+    assert torch.allclose(logits, ref, rtol=0, atol=1e-10 * ref.abs().max())
+    assert not torch.allclose(ref, unwindowed, atol=1e-6)  # the window matters here
