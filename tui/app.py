@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from rich.text import Text
 from textual import work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
@@ -141,11 +142,18 @@ class SparkqlApp(App[None]):
         self.call_from_thread(self._checked, check)
 
     def _checked(self, check: data.StoreCheck) -> None:
+        was_usable = self.check is not None and self.check.usable
         self.check = check
         self._set_busy(False)
         if not check.usable:
-            self.query_one("#problem", Static).update(check.message + "\n\nq: quit · r: check again")
-            self._status(check.message.split(":")[0] if check.state is data.StoreState.MISSING else check.state.value.replace("_", " "))
+            short = "no such file" if check.state is data.StoreState.MISSING else check.state.value.replace("_", " ")
+            self._status(short)
+            if self.has_tabs:
+                # The file went away or was replaced under us: say so (once), keep what is on screen.
+                if was_usable:
+                    self.notify(check.message, title="store unavailable", severity="error")
+            else:
+                self.query_one("#problem", Static).update(Text(check.message + "\n\nq: quit · r: check again"))
             return
         if not self.has_tabs:
             self._mount_tabs()
@@ -160,7 +168,7 @@ class SparkqlApp(App[None]):
             parts.append("store busy (a run is writing), retrying")
         elif note:
             parts.append(note)
-        self.query_one("#status", Static).update(" · ".join(parts))
+        self.query_one("#status", Static).update(Text(" · ".join(parts)))
 
     def _set_busy(self, busy: bool) -> None:
         self._busy = busy

@@ -261,3 +261,16 @@ async def test_a_valid_but_empty_store_shows_placeholders(tmp_path):
         await pilot.press("escape", "2", "enter", "c")  # keys on an empty map do nothing harmful
         await settle(pilot)
         assert app.screen is app.screen_stack[0]
+
+
+async def test_store_vanishing_under_the_app_is_reported(store_copy):
+    app = make_app(store_copy, poll_seconds=0.1)
+    async with app.run_test(size=(80, 24), notifications=True) as pilot:
+        await settle(pilot)
+        assert app.has_tabs
+        store_copy.unlink()
+        deadline = time.monotonic() + 10
+        while "no such file" not in text_of(app.query_one("#status", Static)) and time.monotonic() < deadline:
+            await pilot.pause(0.1)
+        assert "no such file" in text_of(app.query_one("#status", Static))
+        assert app.query_one("#runs-table", DataTable).row_count == 2  # what was on screen stays
