@@ -27,8 +27,9 @@ Why a decoding loop of our own instead of ``model.generate``:
   samples otherwise.
 
 Batching: requests are sorted by prompt length and run in batches with left
-padding and a KV cache (``DynamicCache``); a finished row is dropped from the
-batch (its cache rows too), so short answers do not pay for long ones.
+padding and a KV cache (``DynamicCache``); the samples of one problem share one
+prefill of its prompt; a finished row is dropped from the batch (its cache rows
+too), so short answers do not pay for long ones.
 Attention runs as SDPA during generation (the models are loaded ``eager`` for
 the circuit code; eager is restored afterwards).
 """
@@ -150,11 +151,15 @@ def generate_batch(model, tokenizer, requests: Sequence[GenRequest], sampling: S
     device = torch.device(device)
     stops = torch.tensor(sorted(set(stop_ids if stop_ids is not None else stop_token_ids(model, tokenizer))),
                          device=device, dtype=torch.long)
-    enc = tokenizer([r.prompt for r in requests], return_tensors="pt", padding=True, padding_side="left",
+    # The n samples of a problem share one prompt: prefill each distinct prompt once and give
+    # every sample its own copy of the prompt's KV cache (a gather with repeated indices).
+    uniq: dict[str, int] = {}
+    row_of = [uniq.setdefault(r.prompt, len(uniq)) for r in requests]
+    enc = tokenizer(list(uniq), return_tensors="pt", padding=True, padding_side="left",
                     add_special_tokens=False)  # the chat template already wrote any BOS
     ids = enc["input_ids"].to(device)
-    attn = enc["attention_mask"].to(device)
-    b = ids.shape[0]
+    attn = enc["attention_mask"][torch.tensor(row_of)].to(device)
+    b = len(requests)
     # Each row's own budget: max_tokens, and what is left of the model's context after its
     # own prompt (left padding does not count: positions are per row).
     max_ctx = int(getattr(model.config, "max_position_embeddings", 0) or 0)
@@ -165,20 +170,21 @@ def generate_batch(model, tokenizer, requests: Sequence[GenRequest], sampling: S
     out_tokens: list[list[int]] = [[] for _ in requests]
     finish = ["length"] * b
     active = [i for i in range(b) if budgets[i] > 0]  # request index of each live row
-    if len(active) < b:
-        if not active:
-            return [GenResult(r.problem_id, r.sample_idx, r.prompt, "", "length", 0) for r in requests]
-        sel = torch.tensor(active, device=device)
-        ids, attn = ids[sel], attn[sel]
+    if not active:
+        return [GenResult(r.problem_id, r.sample_idx, r.prompt, "", "length", 0) for r in requests]
 
     cache = DynamicCache(config=model.config)
-    pos = (attn.cumsum(-1) - 1).clamp(min=0)
-    out = model(input_ids=ids, attention_mask=attn, position_ids=pos, past_key_values=cache, use_cache=True,
+    u_attn = enc["attention_mask"].to(device)
+    u_pos = (u_attn.cumsum(-1) - 1).clamp(min=0)
+    out = model(input_ids=ids, attention_mask=u_attn, position_ids=u_pos, past_key_values=cache, use_cache=True,
                 logits_to_keep=1)
-    next_pos = pos[:, -1:] + 1
+    expand = torch.tensor([row_of[i] for i in active], device=device)
+    cache.batch_select_indices(expand)
+    logits = out.logits[expand]
+    attn = attn[torch.tensor(active, device=device)]
+    next_pos = u_pos[expand][:, -1:] + 1
     for step in range(max(budgets)):
-        logits = out.logits[:, -1, :]
-        toks = next_tokens(logits, sampling, [gens[i] for i in active])
+        toks = next_tokens(logits[:, -1, :], sampling, [gens[i] for i in active])
         is_stop = torch.isin(toks, stops)
         toks_l, stop_l = toks.tolist(), is_stop.tolist()
         keep = []
@@ -200,6 +206,7 @@ def generate_batch(model, tokenizer, requests: Sequence[GenRequest], sampling: S
         attn = torch.cat([attn, attn.new_ones(len(active), 1)], dim=1)
         out = model(input_ids=toks[:, None], attention_mask=attn, position_ids=next_pos, past_key_values=cache,
                     use_cache=True, logits_to_keep=1)
+        logits = out.logits
         next_pos = next_pos + 1
 
     results = []

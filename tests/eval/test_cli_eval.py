@@ -98,3 +98,19 @@ def test_diff_unknown_name_is_a_spark_error(db):
     assert r.returncode == 2
     assert "no eval matches 'ablate heads top 3'" in r.stderr and "did you mean 'ablate heads top 2'" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_metrics_table_sets_variants_beside_intact(db):
+    from sparkql.runtime.qualitative import metrics_table
+
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        rows = metrics_table(lambda sql, p: con.execute(sql, p).fetchall())
+    finally:
+        con.close()
+    acc = {r["variant"]: r for r in rows if r["metric"] == "accuracy"}
+    assert acc["intact"]["value"] == pytest.approx(3 / 8) and acc["intact"]["delta"] == 0
+    assert acc["ablate heads top 2"]["value"] == pytest.approx(3 / 8)
+    p2 = {r["variant"]: r for r in rows if r["metric"] == "pass@k" and r["k"] == 2}
+    assert p2["ablate heads top 2"]["delta"] == pytest.approx(2 / 4 - 2 / 4)
+    assert [r["variant"] for r in rows][0] == "intact"  # intact first, as in the paper's tables

@@ -1,0 +1,166 @@
+"""Generation throughput by backend (DESIGN.md section 8), as ratios measured in one run.
+
+CPU (always):
+  * transformers backend, batched (KV cache, left padding) vs one sequence at a time:
+    tokens/s ratio (goal: batching pays, ratio well above 1);
+  * transformers backend with a head intervention (o_proj edit) vs intact: the edit is a
+    weight change, so the ratio should be ~1.
+
+GPU (only when a GPU is present; vLLM parts only when vLLM is installed):
+  * vLLM vs transformers tokens/s on the same model and prompts;
+  * vLLM with an intervention vs without (goal: within 3%).
+
+The model is a random model of the Qwen2 architecture built here (``--model DIR`` to use a
+real one); prompts are GSM8K problems in its chat template, sampled at temperature 0.6,
+top-p 0.95 with a fixed number of new tokens (EOS is not suppressed, so a row may stop
+early; throughput counts the tokens actually generated).
+
+    python benchmarks/generate.py [--problems 16] [--tokens 64] [--model DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from sparkql.builtins import BUILTIN_DATASETS
+from sparkql.plan.steps import SamplingParams
+from sparkql.runtime.generation import GenRequest, generate_transformers, sample_seed
+from sparkql.runtime.interventions import HeadEditor, Variant
+from sparkql.runtime.models import load_model
+from sparkql.runtime.prompting import render_prompt
+
+
+def build_model(out: Path, layers: int, hidden: int) -> Path:
+    """A random Qwen2 (GQA 8/2 heads) with the char tokenizer and room for long prompts (GSM8K
+    prompts are 300-900 characters, one token each)."""
+    from transformers import AutoModelForCausalLM
+
+    from sparkql.runtime.tiny import build_char_tokenizer, tiny_config
+
+    tok = build_char_tokenizer(out)
+    cfg = tiny_config("qwen2", vocab_size=len(tok), n_layers=layers, n_heads=8, n_kv_heads=2, hidden=hidden,
+                      intermediate=4 * hidden, max_positions=4096, eos_token_id=tok.eos_token_id,
+                      pad_token_id=tok.pad_token_id)
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(cfg).save_pretrained(out)
+    return out
+
+
+def requests_for(tokenizer, n_problems: int, samples: int) -> list[GenRequest]:
+    path = BUILTIN_DATASETS["gsm8k"].path
+    rows = [json.loads(line) for line in path.read_text().splitlines()[:n_problems]]
+    out = []
+    for r in rows:
+        prompt = render_prompt(tokenizer, r["question"], think=True)
+        out += [GenRequest(r["id"], i, prompt, sample_seed(0, r["id"], i)) for i in range(samples)]
+    return out
+
+
+def timed(fn) -> tuple[float, int]:
+    t0 = time.perf_counter()
+    results, meter = fn()
+    return time.perf_counter() - t0, meter.tokens
+
+
+def rate(fn, repeats: int) -> float:
+    """Best tokens/s over ``repeats`` runs (the least disturbed by other processes)."""
+    best = 0.0
+    for _ in range(repeats):
+        dt, toks = timed(fn)
+        best = max(best, toks / dt)
+    return best
+
+
+def cpu_part(lm, args) -> dict:
+    sp = SamplingParams(n=args.samples, temperature=0.6, top_p=0.95, top_k=0, min_p=0.0, max_tokens=args.tokens, seed=0)
+    reqs = requests_for(lm.tokenizer, args.problems, args.samples)
+    n_layers, n_heads = lm.n_layers, lm.n_heads
+    variant = Variant("ablate 4", "ablate", tuple((l % n_layers, (l * 3) % n_heads) for l in range(4)))
+    generate_transformers(lm, reqs[:2], sp, batch_size=2)  # warm-up
+    batched = rate(lambda: generate_transformers(lm, reqs, sp, batch_size=args.batch), args.repeats)
+    single = rate(lambda: generate_transformers(lm, reqs[: max(2, len(reqs) // 4)], sp, batch_size=1), args.repeats)
+    editor = HeadEditor(lm)
+
+    def with_edit():
+        with editor.applied(variant):
+            return generate_transformers(lm, reqs, sp, batch_size=args.batch)
+
+    edited = rate(with_edit, args.repeats)
+    return {"batched_tok_s": batched, "single_tok_s": single, "batched_over_single": batched / single,
+            "intervened_tok_s": edited, "intervened_over_intact": edited / batched}
+
+
+def gpu_part(model_dir: Path, args) -> dict:
+    from sparkql.runtime.vllm_backend import generate_vllm, vllm_installed
+
+    out: dict = {}
+    lm = load_model(model_dir, dtype="bf16", device="cuda")
+    sp = SamplingParams(n=args.samples, temperature=0.6, top_p=0.95, top_k=0, min_p=0.0, max_tokens=args.tokens, seed=0)
+    reqs = requests_for(lm.tokenizer, args.problems, args.samples)
+    generate_transformers(lm, reqs[:2], sp, batch_size=2)
+    out["gpu_transformers_tok_s"] = rate(lambda: generate_transformers(lm, reqs, sp, batch_size=len(reqs)), args.repeats)
+    if not vllm_installed():
+        out["vllm"] = "not installed (pip install 'sparkql[vllm]')"
+        return out
+    n_heads, head_dim = lm.n_heads, lm.head_dim
+    variant = Variant("ablate 4", "ablate", tuple((l % lm.n_layers, (l * 3) % n_heads) for l in range(4)))
+    del lm
+    torch.cuda.empty_cache()
+    run = lambda v: generate_vllm(str(model_dir), reqs, sp, v, dtype="bf16", n_heads=n_heads, head_dim=head_dim,  # noqa: E731
+                                  canary=False)
+    run(None)  # engine build and warm-up
+    out["vllm_tok_s"] = rate(lambda: run(None), args.repeats)
+    out["vllm_intervened_tok_s"] = rate(lambda: run(variant), args.repeats)
+    out["vllm_over_transformers"] = out["vllm_tok_s"] / out["gpu_transformers_tok_s"]
+    out["vllm_intervened_over_intact"] = out["vllm_intervened_tok_s"] / out["vllm_tok_s"]
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--problems", type=int, default=16)
+    ap.add_argument("--samples", type=int, default=1, help="samples per problem")
+    ap.add_argument("--tokens", type=int, default=128, help="new tokens per sample")
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--model", type=Path, default=None, help="a local HF model dir (default: a random Qwen2 built here)")
+    ap.add_argument("--layers", type=int, default=4)
+    ap.add_argument("--hidden", type=int, default=256)
+    args = ap.parse_args()
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir = args.model
+        if model_dir is None:
+            model_dir = build_model(Path(tmp) / "m", args.layers, args.hidden)
+        lm = load_model(model_dir, dtype="fp32", device="cpu")
+        shape = f"{lm.n_layers} layers, {lm.n_heads} heads, hidden {lm.config['hidden_size']}"
+        print(f"model: {model_dir if args.model else 'random qwen2'} ({shape}); {args.problems} GSM8K prompts x "
+              f"{args.samples} samples, {args.tokens} new tokens, torch threads {torch.get_num_threads()}")
+        res = cpu_part(lm, args)
+        print(f"CPU transformers batched ({args.batch}):   {res['batched_tok_s']:8.1f} tok/s")
+        print(f"CPU transformers one at a time:    {res['single_tok_s']:8.1f} tok/s")
+        print(f"  batched / one at a time:         {res['batched_over_single']:8.2f}x")
+        print(f"CPU transformers with intervention: {res['intervened_tok_s']:8.1f} tok/s "
+              f"({res['intervened_over_intact']:.3f}x intact)")
+        del lm
+        if torch.cuda.is_available():
+            g = gpu_part(Path(model_dir), args)
+            for k, v in g.items():
+                print(f"GPU {k}: {v if isinstance(v, str) else f'{v:.3f}'}")
+            if "vllm_intervened_over_intact" in g:
+                ok = abs(g["vllm_intervened_over_intact"] - 1) <= 0.03
+                print(f"  vLLM intervention overhead within 3%: {'yes' if ok else 'NO'}")
+        else:
+            print("GPU: none present; vLLM and GPU figures skipped")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
