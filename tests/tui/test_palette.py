@@ -69,3 +69,4 @@ def test_helpers():
     assert text_color((250, 250, 250)) == (0, 0, 0) and text_color((10, 10, 10)) == (255, 255, 255)
     line = describe(HeadCell(score=0.5, active=True, emergent=True, cohort=200, frequency=0.8, survives=True))
     assert line == "score 0.5 · emergent here · cohort 200 · frequency 0.80 · survives to final"
+

@@ -47,6 +47,7 @@ class CohortView(LazyLoad, Horizontal):
         with Vertical(id="cohort-right"):
             yield Static("", id="cohort-legend", classes="caption")
             yield StackedBars(id="cohort-bars")
+            yield Static("", id="reward-caption", classes="caption")
             yield PlotextPlot(id="reward-plot")
 
     def reload(self) -> None:
@@ -118,13 +119,15 @@ class CohortView(LazyLoad, Horizontal):
 
     def _draw_reward(self, cv: data.CohortView) -> None:
         plot = self.query_one("#reward-plot", PlotextPlot)
+        caption = self.query_one("#reward-caption", Static)
         plt = plot.plt
         plt.clear_data()
         plt.clear_figure()
+        plot.display = bool(cv.reward_steps)
         if not cv.reward_steps:
-            plt.title("no reward curve (no trainer_state.json log history)")
+            caption.update("no reward curve: the checkpoints have no trainer_state.json log history")
         else:
-            plt.title(cv.reward_key or "reward")
+            caption.update(Text(f"{cv.reward_key or 'reward'} over training steps (grey: checkpoints)"))
             plt.plot(cv.reward_steps, cv.reward_values, marker="braille", color=(44, 160, 44))
             for s in cv.steps:  # checkpoint positions
                 plt.vline(s, color=(120, 120, 120))

@@ -11,6 +11,7 @@ from textual.widgets import DataTable, Footer, Static
 
 from sparkql.tui import data
 from sparkql.tui.loader import load
+from sparkql.tui.widgets.tables import fmt, printable
 
 
 class DiffScreen(Screen[None]):
@@ -60,7 +61,7 @@ class DiffScreen(Screen[None]):
         for i, r in enumerate(diff.rows):
             table.add_row(
                 Text(r.change, style="green" if r.change == "newly correct" else "red"),
-                *(Text(v) for v in (r.problem_id, f"{r.acc_a:.2f}", f"{r.acc_b:.2f}", r.gold or "", r.extracted_a or "", r.extracted_b or "")),
+                *(fmt(v) for v in (r.problem_id, f"{r.acc_a:.2f}", f"{r.acc_b:.2f}", r.gold or "", r.extracted_a or "", r.extracted_b or "")),
                 key=str(i),
             )
         if not diff.rows:
@@ -84,5 +85,7 @@ class DiffScreen(Screen[None]):
     @staticmethod
     def _side(completion: str | None, extracted: str | None, ok: bool) -> Text:
         return Text.assemble(
-            ("correct" if ok else "wrong", "green bold" if ok else "red bold"), f" · answer {extracted!r}\n\n", completion or "",
+            ("correct" if ok else "wrong", "green bold" if ok else "red bold"),
+            printable(f" · answer {'—' if extracted is None else repr(extracted)}\n\n"),
+            printable(completion or ""),
         )

@@ -11,7 +11,11 @@ from textual.widgets import DataTable, Footer, Static
 
 from sparkql.tui import data
 from sparkql.tui.loader import load
-from sparkql.tui.widgets.tables import fill
+from sparkql.tui.widgets.tables import fill, printable
+
+
+def _q(value: str | None) -> str:
+    return "—" if value is None else repr(value)
 
 
 class SamplesScreen(Screen[None]):
@@ -79,8 +83,8 @@ class SamplesScreen(Screen[None]):
         verdict = ("correct", "green") if s.correct else ("wrong", "red")
         text = Text.assemble(
             (f"problem {self.problem_id} · sample {s.sample_idx} · ", "bold"), verdict,
-            f" · answer {s.extracted!r} · gold {s.gold!r} · {s.status} · {s.finish_reason}\n\n",
-            ("prompt\n", "bold underline"), (s.prompt or "", "dim"), "\n\n",
-            ("completion\n", "bold underline"), s.completion or "",
+            printable(f" · answer {_q(s.extracted)} · gold {_q(s.gold)} · {s.status or '—'} · {s.finish_reason or '—'}\n\n"),
+            ("prompt\n", "bold underline"), (printable(s.prompt or ""), "dim"), "\n\n",
+            ("completion\n", "bold underline"), printable(s.completion or ""),
         )
         self.query_one("#sample-text", Static).update(text)

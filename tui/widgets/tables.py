@@ -12,6 +12,17 @@ from textual.widgets import DataTable
 from sparkql.tui.data import Table
 
 
+# C0 controls (but newline and tab), DEL and C1 controls -> their visible "control picture" or a
+# replacement character: model completions (a tiny random model's above all) contain raw control
+# bytes that would move the terminal's cursor or break an SVG screenshot.
+_CONTROLS = {c: (0x2400 + c if c < 0x20 else 0x2421 if c == 0x7F else 0xFFFD) for c in [*range(0x20), *range(0x7F, 0xA0)] if c not in (0x09, 0x0A)}
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters made visible."""
+    return text.translate(_CONTROLS)
+
+
 def fmt(value: Any) -> Text:
     """A cell as users read it: short floats, a dash for NULL, a check for true.
 
@@ -31,16 +42,17 @@ def _fmt(value: Any) -> str:
             return "nan"
         if value == 0:
             return "0"
-        if abs(value) >= 1e5 or abs(value) < 1e-3:
+        if abs(value) < 1e-3:
             return f"{value:.3g}"
+        if abs(value) >= 1e4:
+            return f"{value:.0f}"
         return f"{value:.4f}".rstrip("0").rstrip(".") if abs(value) < 1 else f"{value:.4g}"
     if isinstance(value, dt.datetime):
         return value.strftime("%Y-%m-%d %H:%M")
     if isinstance(value, (list, tuple)):
         return ", ".join(str(v) for v in value)
-    text = str(value)
     # One line per cell: completions and prompts have newlines.
-    text = text.replace("\n", " ⏎ ")
+    text = printable(str(value)).replace("\n", " ⏎ ").replace("\t", " ")
     return text if len(text) <= 60 else text[:59] + "…"
 
 
