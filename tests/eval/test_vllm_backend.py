@@ -130,7 +130,7 @@ def test_requests_grouped_with_consecutive_seeds(fake_vllm, tiny_qwen2, monkeypa
     assert llm.kwargs["generation_config"] == "vllm"
     (prompts, params), = llm.calls
     assert [p.kw["n"] for p in params] == [3, 1, 1]
-    assert all(p.kw["top_k"] == 0 and p.kw["temperature"] == 0.6 and p.kw["max_tokens"] == 5 for p in params)
+    assert all(p.kw["top_k"] == -1 and p.kw["temperature"] == 0.6 and p.kw["max_tokens"] == 5 for p in params)
     # every sample's text names the seed vLLM would give it: its own sample_seed
     assert {(r.problem_id, r.sample_idx): r.completion for r in results} == {
         (q.problem_id, q.sample_idx): f"seed={q.seed}" for q in reqs}
