@@ -139,7 +139,7 @@ def main() -> None:
     ap.add_argument("--device", default="auto", choices=["cpu", "cuda", "auto"])
     ap.add_argument("--dtype", default=None, help="fp32 | bf16 | fp16 (default: fp32 on CPU, bf16 on a GPU)")
     ap.add_argument("--memory", default=None, help="EAP-IG memory budget, e.g. 8GiB (default: a safe share)")
-    ap.add_argument("--repeats", type=int, default=2, help="timed repeats of each phase (the best is kept)")
+    ap.add_argument("--repeats", type=int, default=3, help="timed repeats of each phase (the best is kept)")
     ap.add_argument("--unfused", default="auto", choices=["auto", "yes", "no"],
                     help="also time the unfused path (auto: unless the model is 1.5b-sized on a CPU)")
     ap.add_argument("--threads", type=int, default=1,

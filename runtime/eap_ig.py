@@ -557,37 +557,45 @@ class _Reducer:
 
     def layer(self, l, x, lq, lk, lv, gq, gk, gv, x2, gy2, cos, sin) -> None:
         p = self.p
-        cdt, H, dh, D = p.cdt, p.H, p.dh, p.D
+        cdt, H, K, rep, dh, D = p.cdt, p.H, p.K, p.rep, p.dh, p.D
         R, S = x.shape[:2]
-        # per-query-head gradients at the projection outputs: (R, S, H, dh)
-        gq = gq.to(cdt).view(R, S, H, dh)
-        gk = undo_rope(gk.to(cdt), cos.to(cdt)[:, None], sin.to(cdt)[:, None]).transpose(1, 2)
-        gv = gv.to(cdt).transpose(1, 2)
-        lin_k = lk.to(cdt).view(R, S, p.K, dh)[:, :, p.kv_index]
-        if p.has("k_norm"):
-            wk, epsk = p.norm("k_norm", l)
-            gk = rms_vjp(gk, lin_k, wk, epsk)
-        g3 = torch.cat([gq, gk, gv], dim=2)  # (R, S, 3H, dh)
-        lin3 = torch.cat([lq.to(cdt).view(R, S, H, dh), lin_k, lv.to(cdt).view(R, S, p.K, dh)[:, :, p.kv_index]], dim=2)
-        ws, bs = zip(*(p.proj(w, l) for w in "qkv"))
-        W3 = torch.cat(ws, dim=0)  # (3H, dh, D)
-        if all(b is not None for b in bs):
-            lin3 = lin3 - torch.cat(bs, dim=0)
-        elif any(b is not None for b in bs):  # pragma: no cover - mixed biases
-            lin3 = lin3 - torch.cat([b if b is not None else torch.zeros(H, dh, dtype=cdt, device=lin3.device) for b in bs])
+        x = x.to(cdt)
         w_attn, eps = p.norm("attn_norm", l)
         w_mlp, eps2 = p.norm("mlp_norm", l)
-        x = x.to(cdt)
         r = torch.sqrt(x.pow(2).mean(-1, keepdim=True) + eps)  # (R, S, 1)
-        # summed over the example's steps before widening to D (see module doc)
-        g_over_r = g3 / r[..., None]
-        c = (g3 * lin3).sum(-1) / (D * r.pow(2))  # (R, S, 3H)
+        # Per-query-head gradients at the projection outputs, shaped (R, S, n_kv, rep, dh) so a
+        # kv head's projection output (R, S, n_kv, 1, dh) broadcasts over its query heads
+        # without being copied per head (queries: n_kv = H, rep = 1).
+        gq = gq.to(cdt).view(R, S, H, 1, dh)
+        gk = undo_rope(gk.to(cdt), cos.to(cdt)[:, None], sin.to(cdt)[:, None]).transpose(1, 2).reshape(R, S, K, rep, dh)
+        gv = gv.to(cdt).transpose(1, 2).reshape(R, S, K, rep, dh)
+        lins = {"q": lq.to(cdt).view(R, S, H, 1, dh), "k": lk.to(cdt).view(R, S, K, 1, dh),
+                "v": lv.to(cdt).view(R, S, K, 1, dh)}
+        if p.has("k_norm"):
+            wk, epsk = p.norm("k_norm", l)
+            gk = rms_vjp(gk, lins["k"], wk, epsk)
+        rr = r[..., None, None]
+        dr2 = (D * r.pow(2))[..., None]  # (R, S, 1, 1)
+        g_over_r, cs, Ws = [], [], []
+        for which, g in (("q", gq), ("k", gk), ("v", gv)):
+            lin = p.mod(f"{which}_proj", l)
+            n = H if which == "q" else K
+            # c = g . (W_h n) / (D r^2), with W_h n the projection output minus its bias
+            dot = (g * lins[which]).sum(-1)
+            if lin.bias is not None:
+                dot = dot - (g * lin.bias.to(cdt).view(n, 1, dh)).sum(-1)
+            cs.append((dot / dr2).reshape(R, S, H))
+            g_over_r.append((g / rr).reshape(R, S, H, dh))
+            Ws.append(p.proj(which, l)[0])
+        c = torch.cat(cs, dim=-1)  # (R, S, 3H): small
+        W3 = torch.cat(Ws, dim=0)  # (3H, dh, D)
         gm = rms_vjp(gy2.to(cdt), x2.to(cdt), w_mlp, eps2)  # (R, S, D)
         g = p.graph
         cols = g.layer_dests(l)
         for e, a, b in self.segs:
             s = self.info[e]["len"]
-            Ssum = g_over_r[a:b, :s].sum(0)  # (s, 3H, dh)
+            # summed over the example's steps BEFORE widening to D (see module doc)
+            Ssum = torch.cat([t[a:b, :s].sum(0) for t in g_over_r], dim=1)  # (s, 3H, dh)
             G3 = torch.einsum("svi,vid->vsd", Ssum, W3) * w_attn
             G3 = G3 - torch.einsum("rsv,rsd->vsd", c[a:b, :s], x[a:b, :s])
             G = torch.cat([G3, gm[a:b, :s].sum(0)[None]], dim=0)  # (3H+1, s, D)
