@@ -235,7 +235,9 @@ def main() -> None:
     rows = min(res.chunk_rows, args.examples * args.steps)
     fig["chunk_estimate_MiB"] = round(rows * eng.bytes_per_row(args.tokens) / 2**20, 1)
     how = "max allocated" if device.type == "cuda" else "resident set above the phase's start, sampled"
-    print("(c) peak memory MiB (" + how + "): " + ", ".join(f"{k} {v}" for k, v in fig["peak_mem_MiB"].items())
+    shown = {k: (f"{v}" if v >= 1 or device.type == "cuda" else "~0 (reused memory freed by earlier phases)")
+             for k, v in fig["peak_mem_MiB"].items()}
+    print("(c) peak memory MiB (" + how + "): " + ", ".join(f"{k} {v}" for k, v in shown.items())
           + f"; the budget model's estimate for one chunk {fig['chunk_estimate_MiB']}")
     print(f"    {fig['seconds_per_example']:.3f} s per example")
     if args.json:

@@ -407,7 +407,9 @@ class EapIg:
         for r, (e, k) in enumerate(rows):
             it = info[e]
             a = k / steps
-            emb[r, : it["len"]] = it["emb_corrupt"] + a * (it["emb_clean"] - it["emb_corrupt"])
+            # interpolate in the reduction dtype (bf16 would round k/m visibly), then cast
+            ec, e1 = it["emb_corrupt"].to(p.cdt), it["emb_clean"].to(p.cdt)
+            emb[r, : it["len"]] = (ec + a * (e1 - ec)).to(p.dtype)
         emb.requires_grad_(True)
         last = torch.tensor([info[e]["len"] - 1 for e, _ in rows], device=p.device)
         target = torch.tensor([info[e]["target"] for e, _ in rows], device=p.device)
