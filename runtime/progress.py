@@ -119,7 +119,7 @@ class Progress:
             self._rich.update(self._study, completed=self.done, eta="" if left is None else f"~{_fmt_seconds(left)} left")
 
     def log(self, message: str) -> None:
-        self.console.print(message, highlight=False, markup=False)
+        self.console.print(message, highlight=False, markup=False, soft_wrap=True)
 
     def task(self, description: str, total: float | None = None) -> TaskHandle:
         if not self.live:
