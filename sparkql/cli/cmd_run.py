@@ -74,8 +74,12 @@ def run(ctx: click.Context, file: str, db: str, dry_run: bool, device, backend, 
     overrides = {"device": device, "backend": backend, "memory": memory, "batch_size": batch_size}
     debug = bool((ctx.obj or {}).get("debug"))
     # Ctrl-C: the executor stops cleanly and re-raises; the CLI shell prints "interrupted", exit 130.
+    from rich.console import Console
+
+    # a real Console (not the lazy proxy of cli.common): rich's live display enters it as a context
+    run_console = Console(highlight=False)
     summary = execute(plan, db, study_text=read_study(file), dry_run=dry_run, exec_overrides=overrides,
-                      partial=partial, console=console, live=False if quiet else None, debug=debug)
+                      partial=partial, console=run_console, live=False if quiet else None, debug=debug)
     if dry_run:
         _print_plan(summary)
     else:
