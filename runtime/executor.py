@@ -348,7 +348,7 @@ def execute(
                 console.print(
                     f"interrupted: {n_done} step(s) saved this run; rerun the same command to resume"
                     + (f" at {current.label}" if current else ""),
-                    highlight=False, markup=False,
+                    highlight=False, markup=False, soft_wrap=True,
                 )
     return summary
 

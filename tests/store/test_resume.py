@@ -57,3 +57,31 @@ def test_sigkill_at_several_points_then_resume_matches_clean_run(tmp_path):
     statuses = sorted(r[0] for r in con.execute("SELECT status FROM runs").fetchall())
     con.close()
     assert statuses == ["done", "killed", "killed", "killed"]
+
+
+def test_ctrl_c_stops_cleanly_and_the_rerun_resumes(tmp_path):
+    import time
+
+    import duckdb
+
+    from sparkql.store.lock import is_held
+
+    root, db, counter = tmp_path / "study", tmp_path / "s.duckdb", tmp_path / "c.txt"
+    p = run_plan(root, db, counter, env={"SPARKQL_TEST_SLEEP": "0.6"}, wait=False)
+    end = time.monotonic() + 30
+    while len(calls(counter)) < 4 and time.monotonic() < end:  # inside the second circuit
+        time.sleep(0.02)
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=30)
+    assert p.returncode in (130, -signal.SIGINT), (p.returncode, err)
+    assert "interrupted: " in out and "rerun the same command to resume at circuit toy on" in out
+    assert not is_held(db)
+    con = duckdb.connect(str(db), read_only=True)
+    status, error = con.execute("SELECT status, error FROM runs").fetchone()
+    done = con.execute("SELECT count(*) FROM steps").fetchone()[0]
+    con.close()
+    assert status == "interrupted" and error.startswith("interrupted during circuit toy on")
+    assert done == 3  # load, circuit, load: the circuit in flight was not written
+    r = run_plan(root, db, counter)
+    assert r.returncode == 0 and r.stdout.splitlines()[-1].split() == ["done", "13", "3"]
+    assert Counter(calls(counter)).most_common(1)[0][1] == 2  # only the interrupted step ran twice
