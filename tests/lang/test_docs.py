@@ -1,4 +1,4 @@
-"""The language reference documents every statement, option and builtin dataset the compiler knows."""
+"""The README's language reference documents every statement, option and builtin dataset the compiler knows."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from sparkql.builtins import BUILTIN_DATASETS
 from sparkql.lang import options as O
 from sparkql.lang.parser import KEYWORDS
 
-DOC = (Path(__file__).resolve().parents[2] / "docs" / "language.md").read_text()
+DOC = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 
 
 def test_every_statement_is_documented():
