@@ -30,8 +30,12 @@ def dataset_problems(spec: GenerateSpec) -> list[dict]:
     from sparkql.runtime.datasets import load_rows
 
     grader = spec.dataset.grader
+    has_choices = "choices" in spec.dataset.roles
+    if "answer" not in spec.dataset.roles and not (grader == "triviaqa" and has_choices):
+        raise SparkError(f"dataset {spec.dataset.name} has no `answer` role, so its samples cannot be graded",
+                         hint=f'map it: dataset {spec.dataset.name} = "..." (answer = "<field>")')
     roles = ["problem", "id"] + (["answer"] if "answer" in spec.dataset.roles else [])
-    if grader in ("gpqa", "triviaqa") and "choices" in spec.dataset.roles:
+    if grader in ("gpqa", "triviaqa") and has_choices:
         roles.append("choices")
     rows = load_rows(spec.dataset, roles=tuple(roles))
     if grader == "gpqa" and "choices" not in spec.dataset.roles:

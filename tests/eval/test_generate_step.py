@@ -100,3 +100,13 @@ def test_aggregate_refuses_missing_samples(setup):
     finish(store, grade, run_grade(grade, ctx))
     with pytest.raises(SparkError, match="missing samples"):
         run_aggregate(agg, ctx)
+
+
+def test_a_dataset_without_answers_is_refused_before_generating(setup):
+    ctx, store, gen, *_ = setup
+    ds = gen.spec.dataset.model_copy(update={"roles": {"problem": "Question"}, "grader": "math"})
+    spec = gen.spec.model_copy(update={"dataset": ds})
+    step = mkstep("generate", spec)
+    with pytest.raises(SparkError, match="no `answer` role"):
+        run_generate(step, ctx)
+    assert store.query("SELECT count(*) FROM samples") == [(0,)]
