@@ -8,20 +8,29 @@ from sparkql.runtime import handlers
 
 from . import fakes
 
+FAKE_CIRCUIT = f"{fakes.__name__}:run_fake_circuit"
+
 
 @pytest.fixture
 def fake_circuits(monkeypatch):
     """Route `circuit` steps to the test-only handler of fakes.py (by its module name as imported here)."""
-    monkeypatch.setitem(handlers.HANDLERS, "circuit", f"{fakes.__name__}:run_fake_circuit")
+    monkeypatch.setitem(handlers.HANDLERS, "circuit", FAKE_CIRCUIT)
 
 
-@pytest.fixture
-def hand_store(tmp_path, fake_circuits):
-    """A store holding the whole hand-made study (16 steps), and its plan."""
+@pytest.fixture(scope="session")
+def hand_store(tmp_path_factory):
+    """A store holding the whole hand-made study (16 steps) plus intact/ablated evals, and its plan.
+    Built once per session: tests only read it."""
     from sparkql.runtime.executor import execute
 
-    plan = fakes.build_plan(tmp_path / "study")
-    db = tmp_path / "hand.duckdb"
-    summary = execute(plan, db, live=False)
+    from .test_figures import add_evals
+
+    tmp = tmp_path_factory.mktemp("hand")
+    plan = fakes.build_plan(tmp / "study")
+    db = tmp / "hand.duckdb"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(handlers.HANDLERS, "circuit", FAKE_CIRCUIT)
+        summary = execute(plan, db, live=False)
     assert summary.status == "done" and summary.n_done == 16
+    add_evals(db)
     return db, plan

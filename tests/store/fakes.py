@@ -103,13 +103,20 @@ def build_plan(root: Path) -> Plan:
 
 def run_fake_circuit(step: Step, ctx) -> "object":
     """Test-only circuit handler: writes the known heads of HEADS, with scores that depend on
-    the head and the model, plus a few edges. SPARKQL_TEST_SLEEP slows it down (seconds)."""
+    the head and the model, plus a few edges. SPARKQL_TEST_SLEEP slows it down (seconds);
+    with SPARKQL_TEST_GATE=PATH the last checkpoint's circuit touches PATH.waiting and waits for PATH."""
     from sparkql.runtime.context import StepOutput
 
     delay = float(os.environ.get("SPARKQL_TEST_SLEEP", "0") or 0)
     if delay:
         time.sleep(delay)
     spec = step.spec
+    gate = os.environ.get("SPARKQL_TEST_GATE")
+    if gate and spec.model.step == STEPS[-1]:  # the last circuit waits until the test opens the gate
+        Path(gate + ".waiting").touch()
+        end = time.monotonic() + 60
+        while not os.path.exists(gate) and time.monotonic() < end:
+            time.sleep(0.02)
     s = spec.model.step
     active = HEADS[s]
     nodes = [{"circuit_id": step.key, "node": "input", "kind": "input", "score": 0.0, "in_circuit": True},

@@ -40,11 +40,23 @@ def study(tmp_path, fake_circuits):
     return path
 
 
-@pytest.fixture
-def ran(study, tmp_path, capsys):
-    db = tmp_path / "r.duckdb"
-    assert sparkql_cli("run", str(study), "--db", str(db), "-q") == 0
-    capsys.readouterr()
+@pytest.fixture(scope="module")
+def ran(tmp_path_factory):
+    """The study run once for the read-only tests of this module."""
+    from sparkql.runtime import handlers
+
+    from .conftest import FAKE_CIRCUIT
+
+    tmp = tmp_path_factory.mktemp("cli")
+    root = tmp / "models"
+    fakes.make_model_dirs(root)
+    study = tmp / "grpo.spark"
+    study.write_text(STUDY.format(root=root))
+    db = tmp / "r.duckdb"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(handlers.HANDLERS, "circuit", FAKE_CIRCUIT)
+        summary = sparkql.run(str(study), db=str(db), quiet=True)
+    assert summary.status == "done"
     return db
 
 
@@ -90,7 +102,7 @@ def test_sql_is_read_only_unless_asked_and_errors_have_hints(ran, capsys):
     assert sparkql_cli("sql", "SELECT * FROM edgez", "--db", str(ran)) == 2
     err = capsys.readouterr().err
     assert "edgez" in err and "hint: tables and views:" in err and "cohort_heads" in err
-    assert sparkql_cli("sql", "UPDATE models SET name = 'renamed' WHERE name = 'base'", "--db", str(ran), "--write") == 0
+    assert sparkql_cli("sql", "UPDATE models SET name = name", "--db", str(ran), "--write") == 0
     assert sparkql_cli("sql", "SELECT 1", "--db", str(ran.parent / "missing.duckdb")) == 2
     assert "no results store" in capsys.readouterr().err
 

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -27,27 +28,35 @@ def _wait_for(pred, timeout=30.0):
 
 def test_readers_work_during_a_run_and_a_second_run_is_refused(tmp_path):
     root, db, counter = tmp_path / "study", tmp_path / "s.duckdb", tmp_path / "c.txt"
-    first = run_plan(root, db, counter, env={"SPARKQL_TEST_SLEEP": "0.8"}, wait=False)
+    gate = tmp_path / "gate"
+    first = run_plan(root, db, counter, env={"SPARKQL_TEST_GATE": str(gate)}, wait=False)
     try:
-        assert _wait_for(lambda: len(calls(counter)) >= 2), "the run did not start"
-        second = run_plan(root, db, tmp_path / "c2.txt", wait=False)
+        # the run blocks inside its last circuit step, with 9 steps committed (5 loads, 4 circuits)
+        assert _wait_for(lambda: Path(str(gate) + ".waiting").exists()), "the run did not start"
+        second = run_plan(root, db, tmp_path / "c2.txt")
+        assert second.returncode == 2, second.stderr
+        assert "is in use by sparkql run of" in second.stderr and f"pid {first.pid}" in second.stderr
+        assert not (tmp_path / "c2.txt").exists()  # the refused run computed nothing
+
+        con = connect(db)  # read-only, while the run is in flight
+        try:
+            assert con.execute("SELECT count(*) FROM steps").fetchone()[0] == 9
+            assert con.execute("SELECT count(*) FROM nodes").fetchone()[0] == 4 * 22
+        finally:
+            con.close()
+        gate.touch()
         seen = []
-        while first.poll() is None and len(seen) < 60:
-            con = connect(db)  # read-only; waits while the writer commits
+        while first.poll() is None:  # readers keep working while the rest of the run commits
+            con = connect(db)
             try:
                 seen.append(con.execute("SELECT count(*) FROM steps").fetchone()[0])
             finally:
                 con.close()
-            time.sleep(0.05)
-        assert any(0 < n < 16 for n in seen), seen  # read a partial store while the run went on
+            time.sleep(0.02)
         assert seen == sorted(seen)  # committed steps never disappear
-
-        _, err2 = second.communicate(timeout=60)
-        assert second.returncode == 2, err2
-        assert "is in use by sparkql run of" in err2
-        assert f"pid {first.pid}" in err2
-        assert not (tmp_path / "c2.txt").exists()  # the refused run computed nothing
     finally:
+        if not gate.exists():
+            gate.touch()
         out, err = first.communicate(timeout=60)
     assert first.returncode == 0, err
     assert not is_held(db)

@@ -7,14 +7,11 @@ from pathlib import Path
 
 from sparkql.store.api import connect
 
-from .test_figures import add_evals
-
 DOC = Path(__file__).parents[2] / "docs" / "store.md"
 
 
 def test_every_documented_query_runs(hand_store):
     db, _ = hand_store
-    add_evals(db)
     queries = re.findall(r"```sql\n(.*?)```", DOC.read_text(), flags=re.S)
     assert len(queries) >= 8
     con = connect(db)

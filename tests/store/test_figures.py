@@ -40,7 +40,6 @@ def add_evals(db):
 
 def test_every_figure_from_the_hand_made_study(hand_store, tmp_path):
     db, _ = hand_store
-    add_evals(db)
     out = tmp_path / "figs"
     con = connect(db)
     try:
