@@ -266,7 +266,7 @@ class Store:
             con.execute(
                 "INSERT OR REPLACE INTO steps (key, kind, label, run_id, completed_at, seconds, summary, started_at) "
                 "VALUES (?, ?, ?, ?, now()::TIMESTAMP, ?, ?, ?)",
-                [step.key, step.kind, step.label, run_id, seconds, json.dumps(summary, default=str), started_at],
+                [step.key, step.kind, step.label, run_id, seconds, json.dumps(summary, default=_json_default), started_at],
             )
         return counts
 
@@ -293,6 +293,15 @@ class Store:
                 "UPDATE runs SET status = ?, finished_at = ?, n_done = ?, error = ? WHERE run_id = ?",
                 [status, _now(), n_done, error, run_id],
             )
+
+
+def _json_default(o):
+    """numpy scalars and arrays as numbers and lists; anything else as its text."""
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    if hasattr(o, "item"):
+        return o.item()
+    return str(o)
 
 
 def _now():

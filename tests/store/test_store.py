@@ -136,7 +136,7 @@ def test_a_step_rewritten_after_its_mark_was_removed_does_not_duplicate_rows(tmp
         "circuits": [{"circuit_id": "k1", "model_id": "m"}],
         "edges": {"circuit_id": ["k1"] * 3, "src": ["input"] * 3, "dst": ["logits", "m0", "a0.h0<q>"],
                   "score": [1.0, 2.0, 3.0]},
-    }, summary={"edges": 3})
+    }, summary={"edges": np.int64(3)})
     s.complete_step(_Step("k1"), out, run_id="r", started_at=None, seconds=1.0)
     s.query("DELETE FROM steps")  # a user forcing a recompute
     s.complete_step(_Step("k1"), out, run_id="r", started_at=None, seconds=1.0)
