@@ -86,8 +86,10 @@ def print_table(columns: list[str], rows: list[tuple], limit: int | None) -> Non
     for r in shown:
         t.add_row(*["NULL" if v is None else (f"{v:.6g}" if isinstance(v, float) else str(v)) for v in r])
     console.print(t)
-    more = "" if len(shown) == len(rows) else f" (showing {len(shown)}; --limit 0 or --format csv for all)"
-    console.print(f"{len(rows)} row(s){more}", style="dim")
+    if len(shown) == len(rows):
+        console.print(f"{len(rows)} row(s)", style="dim")
+    else:
+        console.print(f"first {len(shown)} row(s) shown; --limit 0 or --format csv for all", style="dim")
 
 
 @click.command("sql")
@@ -134,7 +136,11 @@ def sql(query: str, db: str, fmt: str, out: str | None, write: bool, limit: int)
             console.print("ok")
             return
         columns = [d[0] for d in cur.description]
-        rows = cur.fetchall()
+        if fmt == "table" and not out:
+            # fetch only what is shown: `SELECT * FROM edges` must not pull millions of rows
+            rows = cur.fetchall() if limit == 0 else cur.fetchmany(limit + 1)
+        else:
+            rows = cur.fetchall()
     finally:
         con.close()
     if fmt == "table":
