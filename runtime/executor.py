@@ -328,6 +328,13 @@ def execute(
         except BaseException as e:
             status = "failed"
             error = f"{type(e).__name__}: {getattr(e, 'message', None) or e}"
+            if isinstance(e, SparkError) and current is not None:
+                # point the user at the statement that produced the failing step
+                e.message = f"{current.label}: {e.message}"
+                if e.span is None and current.span is not None:
+                    e.span = current.span
+                    e.file, e.source = None, None
+                    e.with_source(plan.study, study_text)
             if current is not None:
                 records[current.key] = StepRecord(current.key, current.kind, current.label, "failed", error=error)
                 progress.log(f"✗ {current.label}: {error}")

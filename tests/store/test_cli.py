@@ -146,3 +146,19 @@ def test_python_api(study, tmp_path):
         con.close()
     again = sparkql.run(str(study), db=str(db), quiet=True)  # a path this time: same keys, all cached
     assert (again.n_done, again.n_cached) == (0, 19)
+
+
+def raise_spark_error(step, ctx):
+    from sparkql.errors import SparkError
+
+    raise SparkError("out of memory", hint="use a smaller dtype")
+
+
+def test_a_user_error_in_a_step_points_at_its_statement(study, tmp_path, capsys, monkeypatch):
+    from sparkql.runtime import handlers
+
+    monkeypatch.setitem(handlers.HANDLERS, "cohort", f"{__name__}:raise_spark_error")
+    assert sparkql_cli("run", str(study), "--db", str(tmp_path / "e.duckdb"), "-q") == 2
+    err = capsys.readouterr().err
+    assert f"{study}:4:1: error: cohort emergent_grpo" in err and "out of memory" in err
+    assert "  cohort emergent_grpo\n  ^" in err and "hint: use a smaller dtype" in err
