@@ -138,3 +138,15 @@ def test_a_failing_step_keeps_earlier_results_and_the_run_is_marked_failed(tmp_p
     monkeypatch.setitem(handlers.HANDLERS, "cohort", "sparkql.runtime.cohort_step:run_cohort")
     s = execute(plan, db, live=False)
     assert (s.n_done, s.n_cached) == (2, 14)  # the cohort and the step after it
+
+
+def test_live_progress_on_a_terminal(tmp_path, fake_circuits):
+    import re
+
+    buf = io.StringIO()
+    con = Console(file=buf, width=120, force_terminal=True, highlight=False)
+    s = execute(fakes.build_plan(tmp_path / "study"), tmp_path / "s.duckdb", live=True, console=con)
+    assert s.n_done == 16
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", buf.getvalue())
+    assert "16/16" in text and "[16/16] heads picked" in text  # the study bar: steps done/total, current step
+    assert "left" in text  # the estimate once some work is done
