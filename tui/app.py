@@ -18,6 +18,7 @@ from textual import work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Center, Middle, Vertical
+from textual.lazy import Lazy
 from textual.widgets import Footer, Static, TabbedContent, TabPane
 
 from sparkql.tui import data
@@ -36,7 +37,7 @@ from sparkql.tui.screens.cohort import CohortView
 from sparkql.tui.screens.diff import DiffScreen
 from sparkql.tui.screens.evals import EvalsView
 from sparkql.tui.screens.head_detail import HeadDetailScreen
-from sparkql.tui.screens.headmap import HeadMapView
+from sparkql.tui.screens.headmap import HeadMapView, default_head_map
 from sparkql.tui.screens.help import HelpScreen
 from sparkql.tui.screens.runs import RunsView
 from sparkql.tui.screens.samples import SamplesScreen
@@ -52,22 +53,24 @@ class Browser(Vertical):
 
     DEFAULT_CSS = "Browser { height: 1fr; }"
 
-    def __init__(self, initial: str = "runs") -> None:
+    def __init__(self, initial: str = "runs", head_map: data.HeadMap | None = None) -> None:
         super().__init__()
         self.initial = initial
+        self.head_map = head_map  # prefetched with the store check when opening on the heads tab
 
     def compose(self) -> ComposeResult:
+        views = {
+            "runs": ("1 Runs", RunsView()),
+            "heads": ("2 Heads", HeadMapView(prefetched=self.head_map)),
+            "cohorts": ("3 Cohorts", CohortView()),
+            "evals": ("4 Evals", EvalsView()),
+            "sql": ("5 SQL", SqlView()),
+        }
         with TabbedContent(initial=self.initial, id="tabs"):
-            with TabPane("1 Runs", id="runs"):
-                yield RunsView()
-            with TabPane("2 Heads", id="heads"):
-                yield HeadMapView()
-            with TabPane("3 Cohorts", id="cohorts"):
-                yield CohortView()
-            with TabPane("4 Evals", id="evals"):
-                yield EvalsView()
-            with TabPane("5 SQL", id="sql"):
-                yield SqlView()
+            for tab, (title, view) in views.items():
+                with TabPane(title, id=tab):
+                    # The tabs not on screen are mounted after the first paint.
+                    yield view if tab == self.initial else Lazy(view)
 
 
 class SparkqlApp(App[None]):
@@ -120,10 +123,10 @@ class SparkqlApp(App[None]):
         if self.poll_seconds > 0:
             self.set_interval(self.poll_seconds, self._poll)
 
-    def _mount_tabs(self) -> None:
+    def _mount_tabs(self, head_map: data.HeadMap | None = None) -> None:
         self._tabs_mounted = True
         self.query_one("#problem-box").remove()
-        self.mount(Browser(self.initial_tab), before=self.query_one(Footer))
+        self.mount(Browser(self.initial_tab, head_map), before=self.query_one(Footer))
         self.call_after_refresh(self._focus_tab, self.initial_tab)
 
     @property
@@ -134,14 +137,25 @@ class SparkqlApp(App[None]):
 
     @work(thread=True, exclusive=True, group="check", exit_on_error=False)
     def _check(self) -> None:
+        prefetch = self.initial_tab == "heads" and not self.has_tabs
+        head_map = None
         try:
-            check = data.check_store(self.db_path)
+            if prefetch and os.path.exists(self.db_path):
+                # One connection for the check and the first screen: opening is the slow part.
+                with data.connect(self.db_path) as con:
+                    check = data.check_connection(con, self.db_name)
+                    if check.usable:
+                        head_map = default_head_map(con)
+            else:
+                check = data.check_store(self.db_path)
         except data.StoreBusy as e:
             self.post_message(StoreBusy(str(e)))
             return
-        self.call_from_thread(self._checked, check)
+        except data.StoreUnavailable:
+            check = data.check_store(self.db_path)  # words the problem
+        self.call_from_thread(self._checked, check, head_map)
 
-    def _checked(self, check: data.StoreCheck) -> None:
+    def _checked(self, check: data.StoreCheck, head_map: data.HeadMap | None = None) -> None:
         was_usable = self.check is not None and self.check.usable
         self.check = check
         self._set_busy(False)
@@ -156,7 +170,7 @@ class SparkqlApp(App[None]):
                 self.query_one("#problem", Static).update(Text(check.message + "\n\nq: quit · r: check again"))
             return
         if not self.has_tabs:
-            self._mount_tabs()
+            self._mount_tabs(head_map)
         note = check.message if check.state is data.StoreState.NEWER else ("" if check.has_results else "no results yet")
         self._status(note)
 

@@ -76,12 +76,12 @@ async def test_runs_to_circuit_to_head_detail(fixture_store):
 
 
 async def test_color_modes_and_checkpoint_stepping(fixture_store):
-    app = make_app(fixture_store)
+    app = make_app(fixture_store, tab="heads")  # `sparkql tui --tab heads`: the map comes with the store check
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
-        await pilot.press("2")
-        await settle(pilot)
+        assert app.query_one(TabbedContent).active == "heads"
         grid = app.query_one(HeadGrid)
+        assert app.focused is grid
         view = app.query_one(HeadMapView)
         assert view.head_map.source_id == fx.circuit_id(500)  # the latest checkpoint by default
         legend = app.query_one("#map-legend", Static)

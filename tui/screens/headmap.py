@@ -15,7 +15,8 @@ from sparkql.tui.widgets.head_grid import HeadGrid
 from sparkql.tui.widgets.palette import BASE_RED, BLUE_DARK, BLUE_LIGHT, VIRIDIS, cohort_color, describe, hex_color, ramp
 
 
-def _default_map(con) -> data.HeadMap | None:
+def default_head_map(con) -> data.HeadMap | None:
+    """The map the tab opens on: the latest checkpoint's circuit."""
     circuit_id = data.default_circuit(con)
     return data.head_map(con, "circuit", circuit_id) if circuit_id else None
 
@@ -36,11 +37,12 @@ class HeadMapView(LazyLoad, Vertical):
         Binding("right_square_bracket", "sibling(1)", "Next ckpt"),
     ]
 
-    def __init__(self) -> None:
+    def __init__(self, prefetched: data.HeadMap | None = None) -> None:
         super().__init__(id="headmap-view")
         self.kind: str | None = None
         self.source_id: str | None = None
         self.head_map: data.HeadMap | None = None
+        self._prefetched = prefetched
 
     def compose(self) -> ComposeResult:
         yield Static("no circuit yet: pick one in the runs tab", id="map-title")
@@ -59,11 +61,14 @@ class HeadMapView(LazyLoad, Vertical):
         load(self, lambda con: data.head_map(con, kind, source_id), self._loaded, group="headmap")
 
     def reload(self) -> None:
-        if self.kind and self.source_id:
+        if self._prefetched is not None:
+            head_map, self._prefetched = self._prefetched, None
+            self._loaded(head_map)
+        elif self.kind and self.source_id:
             self.show(self.kind, self.source_id)
         else:
             # Start on the latest checkpoint's circuit, in one connection, so the tab is never blank.
-            load(self, _default_map, self._loaded, group="headmap")
+            load(self, default_head_map, self._loaded, group="headmap")
 
     def _loaded(self, head_map: data.HeadMap | None) -> None:
         if head_map is None:
