@@ -451,6 +451,9 @@ class EapIg:
                     gk = ks.grad
                     gq = lq.grad
                     red.layer(l, x, lq, lk, lv, gq, gk, gv, x2, gy2, cos, sin)
+                    # drop our references so autograd can free this layer's activations as it goes
+                    saved[l] = None
+                    x = lq = lk = lv = ks = vs = x2 = y2 = gy2 = gv = gk = gq = None
 
     # -- driver ----------------------------------------------------------------------------
     def run(self, examples: Sequence[Example], steps: int = 100, metric: str = "kl", memory: int | str | None = None,
