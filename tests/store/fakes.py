@@ -130,6 +130,13 @@ def run_fake_circuit(step: Step, ctx) -> "object":
                       "in_circuit": True})
     edges = {"circuit_id": [step.key] * 3, "src": ["input", "a0.h0", "m0"], "dst": ["a0.h0<q>", "m0", "logits"],
              "score": [0.3, -0.2, 0.1], "in_circuit": [True, True, False]}
+    big = int(os.environ.get("SPARKQL_TEST_BIG_EDGES", "0") or 0)
+    if big and s == 200:
+        # more rows than a DuckDB row group (122,880): written straight to the file's blocks
+        # before COMMIT (optimistic writes), the case a kill mid-commit must also leave clean
+        edges = {"circuit_id": [step.key] * big, "src": [f"a{i % 7}.h{i % 3}" for i in range(big)],
+                 "dst": ["logits"] * big, "score": [((i * 7919) % 1000) / 1000 for i in range(big)],
+                 "in_circuit": [i % 11 == 0 for i in range(big)]}
     circuit = [{"circuit_id": step.key, "model_id": spec.model.model_id, "dataset": spec.dataset.name,
                 "method": "eap_ig", "ig_steps": spec.params.ig_steps, "top_n": spec.params.top_n,
                 "tau": spec.params.tau, "metric": spec.params.metric, "n_examples": 2, "n_edges": 3,

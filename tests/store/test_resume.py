@@ -10,8 +10,10 @@ from .fakes import build_plan
 from .util import calls, dump, run_plan
 
 
-def test_sigkill_at_several_points_then_resume_matches_clean_run(tmp_path, fake_circuits):
+def test_sigkill_at_several_points_then_resume_matches_clean_run(tmp_path, fake_circuits, monkeypatch):
     from sparkql.runtime.executor import execute
+
+    monkeypatch.setenv("SPARKQL_TEST_BIG_EDGES", "130000")  # the circuit of step 200 (inherited by the runs)
 
     root = tmp_path / "study"
     plan = build_plan(root)
@@ -22,12 +24,13 @@ def test_sigkill_at_several_points_then_resume_matches_clean_run(tmp_path, fake_
     assert execute(plan, clean_db, live=False).n_done == 16
     expected = dump(clean_db)
     assert len(expected["steps"]) == 16 and len(expected["nodes"]) == 5 * 22
+    assert len(expected["edges"]) == 4 * 3 + 130_000
 
     db, counter = tmp_path / "killed.duckdb", tmp_path / "killed.txt"
     # 1) killed inside a handler (nothing of that step is written)
     kill_handler = "circuit toy on ckpt[step=100]"
-    # 2) killed inside the commit: the step's rows are inserted, the transaction is not committed
-    kill_commit = "emergent on ckpt[step=200]"
+    # 2) killed inside the commit: the step's 130,000 edges are inserted, the transaction is not committed
+    kill_commit = "circuit toy on ckpt[step=200]"
     # 3) killed right after a commit, before the next step starts
     kill_after = "cohort emergent"
     for flag, label in (("--kill-in-handler", kill_handler), ("--kill-in-commit", kill_commit),

@@ -46,8 +46,9 @@ def dump(db: Path) -> dict[str, list[tuple]]:
             cols = [r[0] for r in con.execute(
                 "SELECT column_name FROM duckdb_columns() WHERE table_name = ? ORDER BY column_index", [t]).fetchall()]
             keep = [c for c in cols if c not in drop]
-            rows = con.execute(f"SELECT {', '.join(keep)} FROM {t}").fetchall()
-            out[t] = sorted(rows, key=repr)
+            # JSON columns compare as text; ORDER BY ALL sorts in the database, not in Python
+            sel = ", ".join(f"{c}::VARCHAR AS {c}" if t == "steps" and c == "summary" else c for c in keep)
+            out[t] = con.execute(f"SELECT {sel} FROM {t} ORDER BY ALL").fetchall()
         return out
     finally:
         con.close()
