@@ -76,4 +76,5 @@ async def test_missing_store_message(tmp_path, svg_snapshot):
     app = make_app(tmp_path / "missing.duckdb")
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
+        assert "missing.duckdb: no such file" in str(app.query_one("#problem").render())
         assert app.export_screenshot() == svg_snapshot(name="missing-store")
