@@ -218,11 +218,13 @@ def execute(
     live: bool | None = None,
     debug: bool = False,
     on_step_done: Callable[[StepRecord], None] | None = None,
+    log_file: str | Path | None = None,
 ) -> RunSummary:
     """Run ``plan`` into the DuckDB file ``db``; returns what happened, step by step.
 
     ``exec_overrides`` replaces fields of every step's ExecOptions (device, backend,
     memory, batch_size): not part of the keys, so cached results stay valid.
+    ``log_file`` also appends the per-step log lines (with timestamps) to that file.
     Raises SparkError for user-fixable problems and KeyboardInterrupt after a clean stop.
     """
     console = console or Console(highlight=False)
@@ -287,7 +289,9 @@ def execute(
         runnable = [s for s in todo if s.key not in cannot]
         n_done = 0
         current: Step | None = None
-        progress = Progress(console, runnable, live=live)
+        progress = Progress(console, runnable, live=live, log_file=str(log_file) if log_file else None)
+        progress.log(f"run {run_id}: {plan.study} -> {db}: {len(runnable)} step(s) to run, "
+                     f"{len(records)} cached" + (f", {len(cannot)} cannot run in this build" if cannot else ""))
         ctx = RunContext(plan=plan, store=store, models=models, run_id=run_id, progress=progress,
                          log=lambda m: progress.log("    " + m), debug=debug)
         status, error = "done", None
@@ -352,11 +356,12 @@ def execute(
                     store.finish_run(run_id, status, n_done, error)
             store.close()
             if status == "interrupted":
-                console.print(
+                progress.log(
                     f"interrupted: {n_done} step(s) saved this run; rerun the same command to resume"
-                    + (f" at {current.label}" if current else ""),
-                    highlight=False, markup=False, soft_wrap=True,
+                    + (f" at {current.label}" if current else "")
                 )
+            elif status != "failed":
+                progress.log(f"run {run_id} {status}: {n_done} step(s) in {summary.seconds:.1f} s")
     return summary
 
 

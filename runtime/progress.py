@@ -69,8 +69,9 @@ class TaskHandle:
 class Progress:
     """Study-level progress. ``live`` False draws nothing (log lines only)."""
 
-    def __init__(self, console: Console, steps: list, live: bool | None = None) -> None:
+    def __init__(self, console: Console, steps: list, live: bool | None = None, log_file: str | None = None) -> None:
         self.console = console
+        self.log_file = log_file
         self.live = console.is_terminal if live is None else live
         self.total = len(steps)
         self.weights = {s.key: step_weight(s) for s in steps}
@@ -120,6 +121,11 @@ class Progress:
 
     def log(self, message: str) -> None:
         self.console.print(message, highlight=False, markup=False, soft_wrap=True)
+        if self.log_file:
+            import datetime as dt
+
+            with open(self.log_file, "a", encoding="utf-8") as f:
+                f.write(f"{dt.datetime.now().isoformat(timespec='seconds')} {message}\n")
 
     def task(self, description: str, total: float | None = None) -> TaskHandle:
         if not self.live:

@@ -59,9 +59,11 @@ def _print_summary(summary) -> None:
 @click.option("--batch-size", type=int, default=None, help="Generation batch size.")
 @click.option("--partial", is_flag=True, help="Run every step this build can run; list the rest instead of refusing.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress display (the summary is still printed).")
+@click.option("--log", "log_file", type=click.Path(dir_okay=False), default=None,
+              help="Also append the per-step log (with timestamps) to this file.")
 @click.pass_context
 def run(ctx: click.Context, file: str, db: str, dry_run: bool, device, backend, memory, batch_size, partial: bool,
-        quiet: bool) -> None:
+        quiet: bool, log_file: str | None) -> None:
     """Execute a study: every step not already in the store, in dependency order.
 
     A run killed at any point resumes where it stopped when rerun. One run per
@@ -79,7 +81,8 @@ def run(ctx: click.Context, file: str, db: str, dry_run: bool, device, backend, 
     # a real Console (not the lazy proxy of cli.common): rich's live display enters it as a context
     run_console = Console(highlight=False)
     summary = execute(plan, db, study_text=read_study(file), dry_run=dry_run, exec_overrides=overrides,
-                      partial=partial, console=run_console, live=False if quiet else None, debug=debug)
+                      partial=partial, console=run_console, live=False if quiet else None, debug=debug,
+                      log_file=log_file)
     if dry_run:
         _print_plan(summary)
     else:

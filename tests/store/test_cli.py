@@ -65,9 +65,13 @@ def test_run_dry_run_then_run_then_rerun(study, tmp_path, capsys):
     assert sparkql_cli("run", str(study), "--db", str(db), "--dry-run") == 0
     out = capsys.readouterr().out
     assert "19 step(s) would run, 0 cached" in out and not db.exists()
-    assert sparkql_cli("run", str(study), "--db", str(db), "-q") == 0
+    log = tmp_path / "run.log"
+    assert sparkql_cli("run", str(study), "--db", str(db), "-q", "--log", str(log)) == 0
     out = capsys.readouterr().out
     assert "✓ [19/19] heads late of ckpt[step=400]" in out and " done in " in out
+    lines = log.read_text().splitlines()
+    assert "19 step(s) to run, 0 cached" in lines[0] and "✓ [1/19] load base" in lines[1]
+    assert " done: 19 step(s) in " in lines[-1] and len(lines) == 21
     assert sparkql_cli("run", str(study), "--db", str(db), "-q") == 0
     out = capsys.readouterr().out
     assert "✓" not in out  # nothing recomputed
