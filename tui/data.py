@@ -674,6 +674,7 @@ class CohortView:
     n_active: list[int | None]
     newly_activated: list[int | None]
     maintained: list[int | None]
+    reward: list[float | None]  # at each checkpoint: as the cohort step read it, else the curve's last point up to it
     reward_key: str | None
     reward_steps: list[int]
     reward_values: list[float]
@@ -725,6 +726,14 @@ def cohort_view(con: duckdb.DuckDBPyConnection, cohort_key: str) -> CohortView:
            GROUP BY ALL""",
         [cohort_key],
     ).fetchall()
+    # Reward per checkpoint: the cohort step's own reading, else the last logged value at or before it.
+    reward_at = []
+    for r in cps:
+        if r[4] is not None:
+            reward_at.append(r[4])
+            continue
+        before = [v for s, v in pts if s is not None and s <= r[0]]
+        reward_at.append(float(before[-1]) if before else None)
     index = {s: i for i, s in enumerate(steps)}
     stacked: dict[int, list[int]] = {}
     for step, cohort, n in stacked_rows:
@@ -738,6 +747,7 @@ def cohort_view(con: duckdb.DuckDBPyConnection, cohort_key: str) -> CohortView:
         n_active=[r[1] for r in cps],
         newly_activated=[r[2] for r in cps],
         maintained=[r[3] for r in cps],
+        reward=reward_at,
         reward_key=key,
         reward_steps=[p[0] for p in pts],
         reward_values=[float(p[1]) for p in pts],

@@ -235,3 +235,14 @@ def test_run_sql_interrupts_a_runaway_query(fixture_store):
             data.run_sql(con, "SELECT count(*) FROM range(100000000000) a", timeout=0.3)
         assert time.perf_counter() - t0 < 10
         assert data.run_sql(con, "SELECT 42 AS x").rows == [(42,)]  # the connection is still usable
+
+
+def test_cohort_reward_per_checkpoint_falls_back_to_the_curve(store_copy):
+    con = duckdb.connect(str(store_copy))
+    con.execute("UPDATE cohort_checkpoints SET reward = NULL WHERE step = 300")
+    con.execute("DELETE FROM rewards WHERE step = 300")  # the log has 250 and 350, not 300
+    con.close()
+    with data.connect(store_copy) as con:
+        cv = data.cohort_view(con, fx.COHORT_KEY)
+    assert cv.reward[0] == pytest.approx(0.2) and cv.reward[4] == pytest.approx(0.6)  # the cohort step's readings
+    assert cv.reward[2] == pytest.approx(cv.reward_values[cv.reward_steps.index(250)])  # last point before 300

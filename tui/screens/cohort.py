@@ -88,14 +88,13 @@ class CohortView(LazyLoad, Horizontal):
     def _loaded(self, cv: data.CohortView) -> None:
         if cv.cohort_key != self.cohort_key:
             return
-        rewards = dict(zip(cv.reward_steps, cv.reward_values))
         fill(
             self.query_one("#cohort-table", DataTable),
             data.Table(
                 ["step", "active", "new", "kept", cv.reward_key.split("/")[-1][:10] if cv.reward_key else "reward"],
                 [
-                    (s, a, n, m, rewards.get(s))
-                    for s, a, n, m in zip(cv.steps, cv.n_active, cv.newly_activated, cv.maintained)
+                    (s, a, n, m, r)
+                    for s, a, n, m, r in zip(cv.steps, cv.n_active, cv.newly_activated, cv.maintained, cv.reward)
                 ],
             ),
         )
