@@ -78,13 +78,15 @@ def write_rows(fmt: str, columns: list[str], rows: list[tuple], out) -> None:
 
 def print_table(columns: list[str], rows: list[tuple], limit: int | None) -> None:
     from rich.table import Table
+    from rich.text import Text
 
     t = Table(show_lines=False)
     for c in columns:
-        t.add_column(c, overflow="fold")
+        t.add_column(Text(c), overflow="fold")
     shown = rows if limit is None else rows[:limit]
     for r in shown:
-        t.add_row(*["NULL" if v is None else (f"{v:.6g}" if isinstance(v, float) else str(v)) for v in r])
+        # Text, not str: values are data, and `ckpt[step=200]` must not be read as rich markup.
+        t.add_row(*[Text("NULL" if v is None else (f"{v:.6g}" if isinstance(v, float) else str(v))) for v in r])
     console.print(t)
     if len(shown) == len(rows):
         console.print(f"{len(rows)} row(s)", style="dim")
