@@ -55,11 +55,11 @@ def _rows(con, sql: str, params=()) -> list[dict]:
     return [dict(zip(cols, r)) for r in cur.fetchall()]
 
 
-def _new_figure(kind: str):
+def _new_figure(kind: str, layout: str | None = None):
     from matplotlib.figure import Figure
 
     w, h = SIZES[kind]
-    return Figure(figsize=(w / DPI, h / DPI), dpi=DPI)
+    return Figure(figsize=(w / DPI, h / DPI), dpi=DPI, layout=layout)
 
 
 def _save(fig, out: Path, stem: str, formats: tuple[str, ...]) -> list[Path]:
@@ -118,7 +118,7 @@ def cohort_figure(con, out: Path, formats=("png", "svg")) -> FigureResult:
         areas = _rows(con, "SELECT idx, cohort, n_heads FROM cohort_areas WHERE cohort_key = ?", [key])
         steps = [r["step"] for r in ck]
         cohorts_sorted = sorted({a["cohort"] for a in areas})
-        fig = _new_figure("cohort")
+        fig = _new_figure("cohort", layout="constrained")  # constrained: the colour bar spans both panels
         ax, axr = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 2]})
         if cohorts_sorted:
             cmap = matplotlib.colormaps["viridis"]
@@ -127,12 +127,21 @@ def cohort_figure(con, out: Path, formats=("png", "svg")) -> FigureResult:
                 by_idx = {a["idx"]: a["n_heads"] for a in areas if a["cohort"] == co}
                 stacks.append([by_idx.get(r["idx"], 0) for r in ck])
             colors = [cmap(i / max(len(cohorts_sorted) - 1, 1)) for i in range(len(cohorts_sorted))]
-            ax.stackplot(steps, stacks, labels=[f"cohort {co}" for co in cohorts_sorted], colors=colors, alpha=0.55)
+            few = len(cohorts_sorted) <= 8  # a legend entry per cohort; beyond that a colour bar
+            ax.stackplot(steps, stacks, labels=[f"cohort {co}" for co in cohorts_sorted] if few else (),
+                         colors=colors, alpha=0.55)
+            if not few:
+                from matplotlib.cm import ScalarMappable
+                from matplotlib.colors import Normalize
+
+                sm = ScalarMappable(norm=Normalize(min(cohorts_sorted), max(cohorts_sorted)), cmap=cmap)
+                # attached to both panels so their x axes stay aligned
+                fig.colorbar(sm, ax=[ax, axr], fraction=0.03, pad=0.01).set_label("cohort (step first emerged)", fontsize=8)
         ax.plot(steps, [r["newly_activated"] for r in ck], color=BLUE, marker="o", lw=2, label="newly activated")
         ax.plot(steps, [r["maintained"] for r in ck], color=RED, ls="--", marker="s", lw=2, label="maintained (base)")
         ax.set_ylabel("heads")
         ax.set_title(f"(A) emergent heads across checkpoints: {c['set_name']}")
-        ax.legend(loc="upper left", fontsize=7, ncol=2)
+        ax.legend(loc="upper left", fontsize=7, ncol=2, framealpha=0.8)
         ax.grid(alpha=0.3)
         # (B) the reward curve: the whole training log, and the value at each checkpoint
         reward_key = next((r["reward_key"] for r in ck if r["reward_key"]), None)
@@ -152,7 +161,6 @@ def cohort_figure(con, out: Path, formats=("png", "svg")) -> FigureResult:
             axr.set_title("(B) reward curve: no trainer_state.json log in the checkpoints")
         axr.set_xlabel("training step")
         axr.grid(alpha=0.3)
-        fig.tight_layout()
         res.files += _save(fig, out, _stem("cohort", c["set_name"], key, names.count(c["set_name"]) > 1), formats)
     return res
 
