@@ -78,3 +78,34 @@ def test_empty_store_skips_every_figure_with_a_note(tmp_path, capsys):
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 5 and all(line.startswith("- ") and "skipped" in line for line in lines)
     assert not list((tmp_path / "figs").glob("*.png")) if (tmp_path / "figs").exists() else True
+
+
+def test_cohort_figure_with_many_cohorts_uses_a_colour_bar(tmp_path):
+    from sparkql.figures import cohort_figure
+
+    s = Store(tmp_path / "many.duckdb")
+    circuits = ["base"] + [f"c{i}" for i in range(12)]
+    s.write({"circuits": {"circuit_id": circuits}})
+    # checkpoint i: the base head L0H0 and emergent heads L1H0..L1Hi (a new cohort each checkpoint)
+    rows = [{"circuit_id": "base", "node": "a0.h0", "layer": 0, "head": 0, "kind": "head", "in_circuit": True}]
+    for i in range(12):
+        rows += [{"circuit_id": f"c{i}", "node": f"a1.h{h}", "layer": 1, "head": h, "kind": "head", "in_circuit": True}
+                 for h in range(i + 1)]
+    s.write({"nodes": rows, "cohort_members": [
+        {"cohort_key": "k", "set_name": "sft", "idx": i, "model_id": f"m{i}", "step": 100 * (i + 1),
+         "circuit_id": f"c{i}", "base_circuit_id": "base"} for i in range(12)]})
+    with s.transaction() as con:
+        con.execute("INSERT INTO cohort_checkpoints BY NAME SELECT cohort_key, set_name, idx, model_id, step, "
+                    "circuit_id, n_active, newly_activated, maintained, n_base FROM cohort_checkpoints_live")
+        con.execute("INSERT INTO cohort_heads BY NAME SELECT * FROM cohort_heads_live")
+    s.close()
+    con = connect(tmp_path / "many.duckdb")
+    try:
+        res = cohort_figure(con, tmp_path / "figs")
+    finally:
+        con.close()
+    assert res.skipped is None
+    assert png_size(tmp_path / "figs" / "cohort_sft.png") == SIZES["cohort"]
+    svg = (tmp_path / "figs" / "cohort_sft.svg").read_text()
+    assert "cohort (step first emerged)" in svg and "cohort 100" not in svg
+    assert "no trainer_state.json log" in svg
