@@ -96,41 +96,37 @@ def connect(db: str | os.PathLike = "sparkql.duckdb", read_only: bool = True, ti
     the holder. Close it when done (or use it as a context manager): an open
     read connection makes a running study wait at its next commit.
     """
-    if read_only:
-        _migrate_if_old(Path(db))
     con = open_db(db, read_only=read_only, timeout=timeout)
-    if not read_only:
-        try:
-            con.execute("BEGIN")
-            ensure_schema(con, where=str(db))
-            con.execute("COMMIT")
-        except BaseException:
+    if read_only:
+        if _is_old(con):
+            # a store written by an older sparkql: migrate it (best effort) so views exist
             con.close()
-            raise
+            _migrate(Path(db))
+            con = open_db(db, read_only=True, timeout=timeout)
+        return con
+    try:
+        con.execute("BEGIN")
+        ensure_schema(con, where=str(db))
+        con.execute("COMMIT")
+    except BaseException:
+        con.close()
+        raise
     return con
 
 
-def _migrate_if_old(db: Path) -> None:
-    """Bring a store written by an older sparkql up to date before reading it (its views and
-    columns are what readers expect). Best effort: a store busy with a run is read as it is
-    (the run itself migrated it when it started)."""
-    if not db.exists():
-        return
+def _is_old(con) -> bool:
     from sparkql.store.migrations import current_version
     from sparkql.store.schema import SCHEMA_VERSION
 
     try:
-        con = duckdb.connect(str(db), read_only=True)
-    except duckdb.Error:
-        return
-    try:
         version = current_version(con)
     except duckdb.Error:
-        version = None
-    finally:
-        con.close()
-    if version is None or version >= SCHEMA_VERSION:
-        return
+        return False
+    return version is not None and version < SCHEMA_VERSION
+
+
+def _migrate(db: Path) -> None:
+    """Best effort: a store busy with a run is read as it is (the run migrated it when it started)."""
     try:
         con = duckdb.connect(str(db))
     except duckdb.Error:
