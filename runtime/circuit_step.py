@@ -40,6 +40,11 @@ def run_circuit(step: Step, ctx: RunContext) -> StepOutput:
     )
     g = res.graph
     sel = select(g, res.scores, params.top_n, params.tau)
+    if not sel.edges.any():
+        top = float(np.abs(res.scores).max()) if res.scores.size else 0.0
+        ctx.log(f"warning: the circuit of {spec.dataset.name} on {spec.model.label} is empty: no edge on an "
+                f"input->logits path has |score| >= tau = {params.tau} (largest |score|: {top:.3g}); "
+                f"lower tau in eap_ig(...) to keep more")
     faith = faithfulness(lm, pairs.examples, sel.edges, params.metric, res.targets, res.foils)
     cid = step.key
     src, dst = g.edge_index
