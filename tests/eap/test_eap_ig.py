@@ -183,3 +183,30 @@ def test_scores_equal_brute_force_to_rounding_when_hf_runs_in_float64(path, requ
         err = relerr(res.scores, ref)
         print(f"{lm.adapter.family} {metric} (HF in float64): max rel err {err:.2e}")
         assert err < 1e-10
+
+
+def test_progress_counts_example_steps(tiny_qwen2):
+    lm = load_model(tiny_qwen2, "fp32", "cpu")
+
+    class Task:
+        def __init__(self, total):
+            self.total, self.done, self.closed = total, 0, False
+
+        def advance(self, n=1):
+            self.done += n
+
+        def close(self):
+            self.closed = True
+
+    class Progress:
+        tasks = []
+
+        def task(self, description, total=None):
+            self.tasks.append((description, Task(total)))
+            return self.tasks[-1][1]
+
+    prog = Progress()
+    examples = random_examples(int(lm.config["vocab_size"]), [5, 6, 4], seed=6)
+    EapIg(lm).run(examples, steps=4, chunk_rows=5, progress=prog, description="EAP-IG d on m")
+    (desc, task), = prog.tasks
+    assert desc == "EAP-IG d on m" and task.total == 12 and task.done == 12 and task.closed
