@@ -65,6 +65,9 @@ class EvalDiff:
     newly_incorrect: list[ProblemDiff] = field(default_factory=list)
     solved_a: int = 0
     solved_b: int = 0
+    metrics_a: dict = field(default_factory=dict)
+    """{(metric, k): value} of A's ``metrics`` rows (empty before the eval is aggregated)."""
+    metrics_b: dict = field(default_factory=dict)
 
 
 _EVALS_SQL = (
@@ -140,6 +143,10 @@ def _samples(query: Query, eval_id: str) -> dict[str, list[tuple]]:
     return out
 
 
+def _metrics(query: Query, eval_id: str) -> dict:
+    return {(m, k): v for m, k, v in query("SELECT metric, k, value FROM metrics WHERE eval_id = ?", [eval_id])}
+
+
 def _shown(rows: list[tuple]) -> Sample:
     pick = next((r for r in rows if r[5]), rows[0])
     return Sample(int(pick[1]), pick[2] or "", pick[3], pick[4], pick[5], pick[6])
@@ -152,7 +159,7 @@ def diff(query: Query, a: EvalInfo, b: EvalInfo) -> EvalDiff:
     if ungraded:
         raise SparkError(f"ungraded samples in {', '.join(ungraded)}", hint="run `sparkql regrade`")
     common = sorted(set(sa) & set(sb))
-    out = EvalDiff(a, b, len(common))
+    out = EvalDiff(a, b, len(common), metrics_a=_metrics(query, a.eval_id), metrics_b=_metrics(query, b.eval_id))
     for pid in common:
         ra, rb = sa[pid], sb[pid]
         ca, cb = sum(bool(r[5]) for r in ra), sum(bool(r[5]) for r in rb)

@@ -15,6 +15,20 @@ def _tail(text: str, chars: int) -> str:
     return "…" + text[-chars:]
 
 
+def _metric_line(d) -> str:
+    """A's and B's metrics with B - A, in the order of the paper's tables."""
+    keys = sorted(set(d.metrics_a) & set(d.metrics_b),
+                  key=lambda mk: ({"accuracy": 0, "pass@k": 1, "success@k": 2}.get(mk[0], 3), mk[1] or 0))
+    parts = []
+    for metric, k in keys:
+        if metric not in ("accuracy", "pass@k"):
+            continue
+        name = "accuracy" if k is None else metric.replace("@k", f"@{k}")
+        va, vb = d.metrics_a[(metric, k)], d.metrics_b[(metric, k)]
+        parts.append(f"{name} {va:.3f} -> {vb:.3f} ({vb - va:+.3f})")
+    return ("\n" + "   ".join(parts)) if parts else ""
+
+
 @click.command("diff")
 @click.argument("a")
 @click.argument("b")
@@ -47,7 +61,8 @@ def diff(a: str, b: str, db: str, dataset: str | None, limit: int, chars: int) -
         console.print(Panel.fit(
             f"[bold]{escape(d.a.title)}[/] vs [bold]{escape(d.b.title)}[/] on [bold]{escape(d.a.dataset)}[/]\n"
             f"solved: {d.solved_a} vs {d.solved_b} of {d.n_problems} problems   "
-            f"[green]newly correct {len(d.newly_correct)}[/]   [red]newly incorrect {len(d.newly_incorrect)}[/]"))
+            f"[green]newly correct {len(d.newly_correct)}[/]   [red]newly incorrect {len(d.newly_incorrect)}[/]"
+            + _metric_line(d)))
         for label, items, style in (("newly correct", d.newly_correct, "green"), ("newly incorrect", d.newly_incorrect, "red")):
             shown = items if limit <= 0 else items[:limit]
             for p in shown:
