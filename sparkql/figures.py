@@ -85,7 +85,7 @@ def _grid_shape(con, model_ids: list[str], seen: list[tuple[int, int]]) -> tuple
     if model_ids:
         got = con.execute(
             "SELECT max(n_layers), max(n_heads) FROM models WHERE list_contains(?, model_id)", [model_ids]
-        ).fetchone()
+        ).fetchall()[0]
         if got and got[0] and got[1]:
             return int(got[0]), int(got[1])
     if not seen:
@@ -152,7 +152,8 @@ def cohort_figure(con, out: Path, formats=("png", "svg")) -> FigureResult:
             axr.plot([p["step"] for p in curve], [p["value"] for p in curve], color="#555555", lw=1, label=reward_key)
             pts = [(r["step"], r["reward"]) for r in ck if r["reward"] is not None]
             axr.plot([p[0] for p in pts], [p[1] for p in pts], color="black", marker="o", ls="", label="at checkpoint")
-            corr = con.execute("SELECT reward_newly_corr FROM cohort_summary WHERE cohort_key = ?", [key]).fetchone()
+            got = con.execute("SELECT reward_newly_corr FROM cohort_summary WHERE cohort_key = ?", [key]).fetchall()
+            corr = got[0] if got else None
             r_txt = f"  (r with newly activated = {corr[0]:.2f})" if corr and corr[0] is not None else ""
             axr.set_title(f"(B) reward curve{r_txt}")
             axr.set_ylabel(reward_key)

@@ -40,7 +40,7 @@ def export_relation(con, name: str, fmt: str, out: str) -> int:
     if name not in rels:
         raise SparkError(f"no table or view named {name}", hint=known_names_hint(name, rels, "tables and views"))
     Path(out).parent.mkdir(parents=True, exist_ok=True)
-    n = con.execute(f'SELECT count(*) FROM "{name}"').fetchone()[0]
+    n = con.execute(f'SELECT count(*) FROM "{name}"').fetchall()[0][0]
     opts = "FORMAT parquet" if fmt == "parquet" else "FORMAT csv, HEADER true"
     con.execute(f"COPY (SELECT * FROM \"{name}\") TO '{_sql_str(out)}' ({opts})")
     return n

@@ -147,7 +147,7 @@ def completed_keys(db: str | os.PathLike) -> set[str]:
     try:
         has = con.execute(
             "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'steps' AND schema_name = 'main'"
-        ).fetchone()[0]
+        ).fetchall()[0][0]
         if not has:
             return set()
         return {r[0] for r in con.execute("SELECT key FROM steps").fetchall()}

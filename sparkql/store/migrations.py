@@ -39,13 +39,14 @@ MIGRATIONS: dict[int, list[str]] = {
 
 def current_version(con) -> int | None:
     """The store's schema version; None for an empty database (no ``meta`` table)."""
+    # fetchall, not fetchone: DuckDB 2 keeps a half-read result open and refuses con.sql() after it
     has_meta = con.execute(
         "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'meta' AND schema_name = 'main'"
-    ).fetchone()[0]
+    ).fetchall()[0][0]
     if not has_meta:
         return None
-    row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-    return int(row[0]) if row else None
+    rows = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall()
+    return int(rows[0][0]) if rows else None
 
 
 def ensure_schema(con, where: str = "store") -> int:
@@ -58,7 +59,7 @@ def ensure_schema(con, where: str = "store") -> int:
             hint="upgrade sparkql, or use another --db", file=where,
         )
     if found is None:
-        has_any = con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'main'").fetchone()[0]
+        has_any = con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'main'").fetchall()[0][0]
         if has_any:
             raise SparkError(
                 f"{where} is a DuckDB file but not a sparkql store (no meta.schema_version)",
