@@ -143,6 +143,7 @@ def test_python_api(study, tmp_path):
     assert summary.status == "done" and summary.n_done == 19
     con = sparkql.connect(str(db))
     try:
+        assert con.sql("SELECT count(*) FROM steps").fetchall() == [(19,)]  # relations work on it too
         assert con.execute("SELECT count(*) FROM cohort_heads WHERE origin = 'emergent'").fetchone()[0] == 4
         with pytest.raises(duckdb.Error, match="read-only"):
             con.execute("DELETE FROM steps")
