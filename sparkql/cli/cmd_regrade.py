@@ -23,6 +23,7 @@ DEFAULT_KS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 @click.option("--workers", default=2, show_default=True, help="math-verify worker processes.")
 def regrade(db: str, eval_refs: tuple[str, ...], timeout: float, workers: int) -> None:
     """Regrade stored completions (no generation) and recompute pass@k, success@k, accuracy."""
+    from rich.markup import escape
     from rich.table import Table
 
     from sparkql.errors import SparkError
@@ -45,8 +46,11 @@ def regrade(db: str, eval_refs: tuple[str, ...], timeout: float, workers: int) -
             if not ids:
                 raise SparkError("the results store has no evals yet", hint="run a study with an `eval` statement first")
         table = Table(title=f"regraded {len(ids)} eval(s)", show_lines=False)
-        for col in ("model", "variant", "dataset", "samples", "correct", "changed", "truncated", "accuracy", "pass@k"):
-            table.add_column(col, justify="right" if col not in ("model", "variant", "dataset") else "left")
+        table.add_column("eval", overflow="fold", min_width=12)
+        table.add_column("dataset", overflow="fold", min_width=7)
+        for col in ("n", "ok", "changed", "trunc", "acc"):
+            table.add_column(col, justify="right", no_wrap=True)
+        table.add_column("pass@k", overflow="fold", min_width=8)
         problems: list[str] = []
         with VerifyPool(workers=workers, timeout_s=timeout) as pool:
             for eval_id in ids:
@@ -83,9 +87,10 @@ def regrade(db: str, eval_refs: tuple[str, ...], timeout: float, workers: int) -
                 else:
                     by = {(r["metric"], r["k"]): r["value"] for r in rows}
                     acc = f"{by[('accuracy', None)]:.3f}"
-                    passk = "  ".join(f"@{k} {by[('pass@k', k)]:.3f}" for k in ks if ("pass@k", k) in by)
-                table.add_row(str(label), str(variant), str(dataset), str(summary["graded"]), str(summary["correct"]),
+                    passk = " ".join(f"@{k} {by[('pass@k', k)]:.3f}" for k in ks if ("pass@k", k) in by)
+                title = str(label) if variant == "intact" else f"{label} [{variant}]"
+                table.add_row(escape(title), escape(str(dataset)), str(summary["graded"]), str(summary["correct"]),
                               str(changed), str(summary.get("status_truncated", 0)), acc, passk)
     console.print(table)
     for p in problems:
-        console.print(f"[yellow]warning:[/] {p}")
+        console.print(f"[yellow]warning:[/] {escape(p)}")
