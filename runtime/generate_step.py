@@ -122,8 +122,12 @@ def run_generate(step: Step, ctx: RunContext) -> StepOutput:
         written += len(batch)
 
     golds = {r["id"]: gold_for(grader, r, r["id"], sp.seed) for r in todo_rows}
-    task = ctx.progress.task(f"generate {spec.model.label} {spec.variant} on {spec.dataset.name}", total=missing) \
-        if ctx.progress is not None else None
+    task = None
+    if ctx.progress is not None:
+        from rich.markup import escape  # labels such as ckpt[step=200] must not read as markup
+
+        task = ctx.progress.task(escape(f"generate {spec.model.label} {spec.variant} on {spec.dataset.name}"),
+                                 total=missing)
     try:
         if backend == "vllm":
             from sparkql.runtime.vllm_backend import generate_vllm, tokenizer_for
