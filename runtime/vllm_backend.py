@@ -148,7 +148,9 @@ def engine_for(path: str, dtype: str = "auto", seed: int = 0):
     os.environ.setdefault("VLLM_ALLOW_INSECURE_SERIALIZATION", "1")
     from vllm import LLM
 
-    vdtype = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16", "fp64": "float32", "auto": "auto"}[dtype]
+    if dtype == "fp64":
+        raise SparkError("vLLM does not run fp64 models", hint="use `set dtype = bf16` (or fp32), or backend = transformers")
+    vdtype = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16", "auto": "auto"}[dtype]
     llm = LLM(
         model=str(d),
         tokenizer=str(d),
@@ -306,7 +308,9 @@ def generate_vllm(model_path: str, requests: Sequence, sampling, variant=None, *
             for run, out in zip(chunk, outs):
                 for comp in sorted(out.outputs, key=lambda c: c.index):
                     req = run[comp.index]
-                    finish = "length" if comp.finish_reason == "length" else "stop"
+                    if comp.finish_reason not in ("stop", "length"):  # "abort": never store it as an answer
+                        raise RuntimeError(f"vLLM ended sample {req.problem_id}/{req.sample_idx} with {comp.finish_reason!r}")
+                    finish = comp.finish_reason
                     done.append(GenResult(req.problem_id, req.sample_idx, req.prompt, comp.text, finish,
                                           len(comp.token_ids)))
                     meter.tokens += len(comp.token_ids)

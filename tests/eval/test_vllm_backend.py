@@ -48,6 +48,7 @@ class FakeLLM:
         self.worker_model = load_model(model, dtype="fp32", device="cpu").model if model else None
         self.resets = 0
         self.calls = []
+        self.finish = "length"
 
     def apply_model(self, func):
         return [func(self.worker_model)]
@@ -61,7 +62,7 @@ class FakeLLM:
         outs = []
         for p in params:
             comps = [types.SimpleNamespace(index=i, text=f"seed={p.kw['seed'] + i}", token_ids=[1, 2, 3],
-                                           finish_reason="length") for i in range(p.kw["n"])]
+                                           finish_reason=self.finish) for i in range(p.kw["n"])]
             outs.append(types.SimpleNamespace(outputs=comps[::-1]))  # vLLM does not promise order
         return outs
 
@@ -140,3 +141,17 @@ def test_requests_grouped_with_consecutive_seeds(fake_vllm, tiny_qwen2, monkeypa
     pristine = dict(lm.model.named_parameters())
     for n, p in llm.worker_model.named_parameters():
         assert torch.equal(p, pristine[n]), n  # the worker's weights are restored after the run
+
+
+def test_aborted_requests_are_not_stored(fake_vllm, tiny_qwen2):
+    lm = load_model(tiny_qwen2, dtype="fp32", device="cpu")
+    llm = V.engine_for(str(tiny_qwen2), "fp32")
+    llm.finish = "abort"
+    stored = []
+    sp = SamplingParams(n=1, temperature=0.6, max_tokens=5)
+    with pytest.raises(RuntimeError, match="abort"):
+        V.generate_vllm(str(tiny_qwen2), [GenRequest("a", 0, "hi", 1)], sp, None, dtype="fp32", n_heads=lm.n_heads,
+                        head_dim=lm.head_dim, on_batch=stored.append, canary=False)
+    assert stored == []
+    with pytest.raises(SparkError, match="fp64"):
+        V.engine_for(str(tiny_qwen2), "fp64")
