@@ -14,7 +14,7 @@ from sparkql.errors import SparkError
 from sparkql.store.api import connect
 from sparkql.store.lock import RunLock, is_held
 
-from .util import calls, run_plan
+from .util import run_plan
 
 
 def _wait_for(pred, timeout=30.0):
