@@ -33,7 +33,9 @@ class StepOutput:
     tables: dict[str, Rows] = field(default_factory=dict)
     """Rows to append, per table name."""
     apply: Callable[["duckdb.DuckDBPyConnection"], None] | None = None
-    """Extra statements (updates) to run inside the same transaction."""
+    """Extra statements (updates) to run inside the same transaction. Order in that transaction
+    (sparkql.store.api.Store.complete_step): rows this step wrote before are deleted from the tables
+    it owns, then ``apply`` runs, then ``tables`` are appended, then the completion mark."""
     summary: dict[str, Any] = field(default_factory=dict)
     """A few numbers for the log and the end-of-run summary (JSON-serialisable)."""
 
