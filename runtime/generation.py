@@ -256,13 +256,30 @@ def generate_transformers(loaded, requests: Sequence[GenRequest], sampling: Samp
     order = sorted(range(len(requests)), key=lambda i: (lengths[i], requests[i].problem_id, requests[i].sample_idx))
     meter = Throughput(progress_task)
     results: list[GenResult] = []
+    def run(batch: list[GenRequest]) -> None:
+        try:
+            done = generate_batch(model, tok, batch, sampling, device, stops, on_tokens=meter.add)
+        except torch.OutOfMemoryError:
+            # Halve the batch and go on: each sample's seed makes the retry produce the samples
+            # the big batch would have (up to the batch-composition caveat above).
+            if len(batch) == 1:
+                from sparkql.errors import SparkError
+
+                raise SparkError(f"out of memory generating one sample of {sampling.max_tokens} tokens on {device}",
+                                 hint="lower max_tokens, use `set dtype = bf16`, or a bigger device") from None
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            half = len(batch) // 2
+            run(batch[:half])
+            run(batch[half:])
+            return
+        results.extend(done)
+        if progress_task is not None:
+            progress_task.advance(len(done))
+        if on_batch is not None:
+            on_batch(done)
+
     with _Attn(model):
         for start in range(0, len(order), bs):
-            batch = [requests[i] for i in order[start:start + bs]]
-            done = generate_batch(model, tok, batch, sampling, device, stops, on_tokens=meter.add)
-            results.extend(done)
-            if progress_task is not None:
-                progress_task.advance(len(done))
-            if on_batch is not None:
-                on_batch(done)
+            run([requests[i] for i in order[start:start + bs]])
     return results, meter

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from sparkql.errors import SparkError
 from sparkql.plan.steps import SamplingParams
 from sparkql.runtime.generation import (
     GenRequest,
@@ -137,3 +138,29 @@ def test_context_budget_is_per_row(loaded):
         assert got[("long", 0)].n_tokens == 512 - n_long
     alone = by_key(generate_transformers(loaded, reqs[1:], sp, batch_size=1)[0])
     assert got[("short", 0)].completion == alone[("short", 0)].completion
+
+
+def test_out_of_memory_halves_the_batch(loaded, monkeypatch):
+    """A batch that does not fit is split and retried; the samples are the same and each is
+    stored once."""
+    import sparkql.runtime.generation as G
+
+    sp = SamplingParams(n=2, temperature=0.9, max_tokens=5, seed=4)
+    reqs = requests(loaded, n=2, seed=4)
+    expected = by_key(generate_transformers(loaded, reqs, sp, batch_size=2)[0])
+    real = G.generate_batch
+
+    def small_memory(model, tok, batch, *a, **kw):
+        if len(batch) > 2:
+            raise torch.OutOfMemoryError("simulated")
+        return real(model, tok, batch, *a, **kw)
+
+    monkeypatch.setattr(G, "generate_batch", small_memory)
+    stored = []
+    got = generate_transformers(loaded, reqs, sp, batch_size=6, on_batch=stored.extend)[0]
+    assert {k: v.completion for k, v in by_key(got).items()} == {k: v.completion for k, v in expected.items()}
+    assert sorted((r.problem_id, r.sample_idx) for r in stored) == sorted(expected)
+
+    monkeypatch.setattr(G, "generate_batch", lambda *a, **kw: (_ for _ in ()).throw(torch.OutOfMemoryError("x")))
+    with pytest.raises(SparkError, match="out of memory"):
+        generate_transformers(loaded, reqs[:1], sp, batch_size=1)
