@@ -26,10 +26,13 @@ Why a decoding loop of our own instead of ``model.generate``:
   and device, and statistically identical (but not always token-identical)
   samples otherwise.
 
-Batching: requests are sorted by prompt length and run in batches with left
-padding and a KV cache (``DynamicCache``); the samples of one problem share one
-prefill of its prompt; a finished row is dropped from the batch (its cache rows
-too), so short answers do not pay for long ones.
+Batching: requests are sorted by prompt length and decoded with left padding and
+a KV cache (``DynamicCache``); the samples of one problem share one prefill of
+its prompt; a finished row is dropped from the batch (its cache rows too), and
+when half the rows are done, waiting requests are prefilled and merged into the
+running batch (continuous batching; caches left-padded to a common length), so
+short answers neither wait for long ones nor leave the batch half empty. A batch
+that runs out of memory is restarted at half the size.
 Attention runs as SDPA during generation (the models are loaded ``eager`` for
 the circuit code; eager is restored afterwards).
 """
@@ -38,6 +41,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Sequence
 
@@ -141,80 +145,148 @@ class _Attn:
             self.model.set_attn_implementation(self.prev)
 
 
+@dataclass
+class _Row:
+    """One sample being decoded."""
+
+    req: GenRequest
+    gen: torch.Generator
+    budget: int
+    tokens: list[int]
+    finish: str = "length"
+
+
+def _lpad(x: torch.Tensor, n: int, dim: int) -> torch.Tensor:
+    """``x`` with ``n`` zeros prepended along ``dim`` (left padding of a cache or a mask)."""
+    if n == 0:
+        return x
+    shape = list(x.shape)
+    shape[dim] = n
+    return torch.cat([x.new_zeros(shape), x], dim=dim)
+
+
+class _Batch:
+    """Rows decoded together with one KV cache (left padded), their masks, positions and last
+    logits. New requests can join a running batch (:meth:`admit`): their prompts are prefilled
+    on their own and their cache rows are merged in, left-padded to a common length, so a batch
+    is refilled as rows finish instead of running at a shrinking size."""
+
+    def __init__(self, model, tokenizer, sampling: SamplingParams, device: torch.device, stops: torch.Tensor):
+        self.model, self.tok, self.sampling, self.device, self.stops = model, tokenizer, sampling, device, stops
+        self.max_ctx = int(getattr(model.config, "max_position_embeddings", 0) or 0)
+        self.rows: list[_Row] = []
+        self.cache = None
+        self.attn = self.next_pos = self.logits = None
+
+    @property
+    def mergeable(self) -> bool:
+        """Plain full-attention caches only (sliding-window layers keep a rolling window)."""
+        from transformers.cache_utils import DynamicLayer
+
+        return self.cache is None or all(type(layer) is DynamicLayer for layer in self.cache.layers)
+
+    def admit(self, requests: Sequence[GenRequest]) -> list[_Row]:
+        """Prefill ``requests`` and add them to the batch; returns rows that cannot generate a
+        single token (no context left), finished at once."""
+        from transformers import DynamicCache
+
+        # The n samples of a problem share one prompt: prefill each distinct prompt once and
+        # give every sample its own copy of the prompt's KV cache (a gather with repeated indices).
+        uniq: dict[str, int] = {}
+        row_of = [uniq.setdefault(r.prompt, len(uniq)) for r in requests]
+        enc = self.tok(list(uniq), return_tensors="pt", padding=True, padding_side="left",
+                       add_special_tokens=False)  # the chat template already wrote any BOS
+        u_attn = enc["attention_mask"].to(self.device)
+        lens = u_attn.sum(dim=1).tolist()
+        new_rows, dead, keep = [], [], []
+        for i, r in enumerate(requests):
+            n = int(lens[row_of[i]])
+            # Each row's own budget: max_tokens, and what its own prompt leaves of the context.
+            budget = self.sampling.max_tokens if not self.max_ctx else max(0, min(self.sampling.max_tokens, self.max_ctx - n))
+            row = _Row(r, torch.Generator(device=self.device).manual_seed(r.seed), budget, [])
+            if budget > 0:
+                new_rows.append(row)
+                keep.append(row_of[i])
+            else:
+                dead.append(row)
+        if not new_rows:
+            return dead
+        cache = DynamicCache(config=self.model.config)
+        u_pos = (u_attn.cumsum(-1) - 1).clamp(min=0)
+        out = self.model(input_ids=enc["input_ids"].to(self.device), attention_mask=u_attn, position_ids=u_pos,
+                         past_key_values=cache, use_cache=True, logits_to_keep=1)
+        expand = torch.tensor(keep, device=self.device)
+        cache.batch_select_indices(expand)
+        attn, pos, logits = u_attn[expand], u_pos[expand][:, -1:] + 1, out.logits[expand]
+        if self.cache is None:
+            self.cache, self.attn, self.next_pos, self.logits = cache, attn, pos, logits
+        else:
+            t_old, t_new = self.attn.shape[1], attn.shape[1]
+            length = max(t_old, t_new)
+            for old, new in zip(self.cache.layers, cache.layers):
+                old.keys = torch.cat([_lpad(old.keys, length - t_old, 2), _lpad(new.keys, length - t_new, 2)])
+                old.values = torch.cat([_lpad(old.values, length - t_old, 2), _lpad(new.values, length - t_new, 2)])
+            self.attn = torch.cat([_lpad(self.attn, length - t_old, 1), _lpad(attn, length - t_new, 1)])
+            self.next_pos = torch.cat([self.next_pos, pos])
+            self.logits = torch.cat([self.logits, logits])
+        self.rows += new_rows
+        return dead
+
+    def step(self) -> list[_Row]:
+        """Sample one token for every row; returns the rows that finished."""
+        toks = next_tokens(self.logits[:, -1, :], self.sampling, [r.gen for r in self.rows])
+        stop_l = torch.isin(toks, self.stops).tolist()
+        keep, done = [], []
+        for i, (row, t, s) in enumerate(zip(self.rows, toks.tolist(), stop_l)):
+            row.tokens.append(t)
+            if s:
+                row.finish = "stop"
+                done.append(row)
+            elif len(row.tokens) >= row.budget:
+                done.append(row)
+            else:
+                keep.append(i)
+        if not keep:
+            self.rows, self.cache = [], None
+            self.attn = self.next_pos = self.logits = None
+            return done
+        if len(keep) < len(self.rows):
+            sel = torch.tensor(keep, device=self.device)
+            self.cache.batch_select_indices(sel)
+            self.attn, self.next_pos, toks = self.attn[sel], self.next_pos[sel], toks[sel]
+            self.rows = [self.rows[i] for i in keep]
+        self.attn = torch.cat([self.attn, self.attn.new_ones(len(self.rows), 1)], dim=1)
+        out = self.model(input_ids=toks[:, None], attention_mask=self.attn, position_ids=self.next_pos,
+                         past_key_values=self.cache, use_cache=True, logits_to_keep=1)
+        self.logits = out.logits
+        self.next_pos = self.next_pos + 1
+        return done
+
+    def result(self, row: _Row) -> GenResult:
+        body = row.tokens[:-1] if row.finish == "stop" else row.tokens
+        text = self.tok.decode(body, skip_special_tokens=False)
+        return GenResult(row.req.problem_id, row.req.sample_idx, row.req.prompt, text, row.finish, len(row.tokens))
+
+
 @torch.no_grad()
 def generate_batch(model, tokenizer, requests: Sequence[GenRequest], sampling: SamplingParams,
                    device: torch.device | str, stop_ids: Iterable[int] | None = None,
                    on_tokens: Callable[[int], None] | None = None) -> list[GenResult]:
-    """Generate one batch (left padding, KV cache). Results in the order of ``requests``."""
-    from transformers import DynamicCache
-
+    """Generate one static batch (left padding, KV cache). Results in the order of ``requests``."""
     device = torch.device(device)
-    stops = torch.tensor(sorted(set(stop_ids if stop_ids is not None else stop_token_ids(model, tokenizer))),
-                         device=device, dtype=torch.long)
-    # The n samples of a problem share one prompt: prefill each distinct prompt once and give
-    # every sample its own copy of the prompt's KV cache (a gather with repeated indices).
-    uniq: dict[str, int] = {}
-    row_of = [uniq.setdefault(r.prompt, len(uniq)) for r in requests]
-    enc = tokenizer(list(uniq), return_tensors="pt", padding=True, padding_side="left",
-                    add_special_tokens=False)  # the chat template already wrote any BOS
-    ids = enc["input_ids"].to(device)
-    attn = enc["attention_mask"][torch.tensor(row_of)].to(device)
-    b = len(requests)
-    # Each row's own budget: max_tokens, and what is left of the model's context after its
-    # own prompt (left padding does not count: positions are per row).
-    max_ctx = int(getattr(model.config, "max_position_embeddings", 0) or 0)
-    lens = attn.sum(dim=1).tolist()
-    budgets = [sampling.max_tokens if not max_ctx else max(0, min(sampling.max_tokens, max_ctx - int(n))) for n in lens]
-
-    gens = [torch.Generator(device=device).manual_seed(r.seed) for r in requests]
-    out_tokens: list[list[int]] = [[] for _ in requests]
-    finish = ["length"] * b
-    active = [i for i in range(b) if budgets[i] > 0]  # request index of each live row
-    if not active:
-        return [GenResult(r.problem_id, r.sample_idx, r.prompt, "", "length", 0) for r in requests]
-
-    cache = DynamicCache(config=model.config)
-    u_attn = enc["attention_mask"].to(device)
-    u_pos = (u_attn.cumsum(-1) - 1).clamp(min=0)
-    out = model(input_ids=ids, attention_mask=u_attn, position_ids=u_pos, past_key_values=cache, use_cache=True,
-                logits_to_keep=1)
-    expand = torch.tensor([row_of[i] for i in active], device=device)
-    cache.batch_select_indices(expand)
-    logits = out.logits[expand]
-    attn = attn[torch.tensor(active, device=device)]
-    next_pos = u_pos[expand][:, -1:] + 1
-    for step in range(max(budgets)):
-        toks = next_tokens(logits[:, -1, :], sampling, [gens[i] for i in active])
-        is_stop = torch.isin(toks, stops)
-        toks_l, stop_l = toks.tolist(), is_stop.tolist()
-        keep = []
-        for row, (req_i, t, s) in enumerate(zip(active, toks_l, stop_l)):
-            out_tokens[req_i].append(t)
-            if s:
-                finish[req_i] = "stop"
-            elif len(out_tokens[req_i]) < budgets[req_i]:
-                keep.append(row)
+    batch = _Batch(model, tokenizer, sampling, device, _stop_tensor(model, tokenizer, stop_ids, device))
+    finished = {id(r.req): r for r in batch.admit(requests)}
+    while batch.rows:
+        n = len(batch.rows)
+        finished.update({id(r.req): r for r in batch.step()})
         if on_tokens is not None:
-            on_tokens(len(active))
-        if not keep:
-            break
-        if len(keep) < len(active):
-            sel = torch.tensor(keep, device=device)
-            cache.batch_select_indices(sel)
-            attn, next_pos, toks = attn[sel], next_pos[sel], toks[sel]
-            active = [active[r] for r in keep]
-        attn = torch.cat([attn, attn.new_ones(len(active), 1)], dim=1)
-        out = model(input_ids=toks[:, None], attention_mask=attn, position_ids=next_pos, past_key_values=cache,
-                    use_cache=True, logits_to_keep=1)
-        logits = out.logits
-        next_pos = next_pos + 1
+            on_tokens(n)
+    return [batch.result(finished[id(r)]) for r in requests]
 
-    results = []
-    for r, toks_i, fin in zip(requests, out_tokens, finish):
-        body = toks_i[:-1] if fin == "stop" else toks_i
-        text = tokenizer.decode(body, skip_special_tokens=False)
-        results.append(GenResult(r.problem_id, r.sample_idx, r.prompt, text, fin, len(toks_i)))
-    return results
+
+def _stop_tensor(model, tokenizer, stop_ids, device) -> torch.Tensor:
+    ids = stop_ids if stop_ids is not None else stop_token_ids(model, tokenizer)
+    return torch.tensor(sorted(set(ids)), device=device, dtype=torch.long)
 
 
 class Throughput:
@@ -244,42 +316,63 @@ def default_batch_size(device: torch.device) -> int:
 
 def generate_transformers(loaded, requests: Sequence[GenRequest], sampling: SamplingParams,
                           batch_size: int | None = None, on_batch: Callable[[list[GenResult]], None] | None = None,
-                          progress_task: Any = None) -> tuple[list[GenResult], Throughput]:
-    """Generate every request with the transformers backend; ``on_batch`` receives each finished
-    batch (the generate step stores it at once, so a killed run keeps it)."""
+                          progress_task: Any = None, stop_ids: Iterable[int] | None = None,
+                          refill: bool = True) -> tuple[list[GenResult], Throughput]:
+    """Generate every request with the transformers backend, at most ``batch_size`` rows at a
+    time, refilling the batch with waiting requests as rows finish (``refill``). ``on_batch``
+    receives finished samples in groups (the generate step stores them at once, so a killed
+    run keeps them). ``stop_ids`` overrides the model's EOS tokens."""
     model, tok = loaded.model, loaded.tokenizer
     device = loaded.device
     bs = batch_size or default_batch_size(device)
-    stops = stop_token_ids(model, tok)
     # Similar lengths share a batch: less padding, and rows finish closer together.
     lengths = [len(x) for x in tok([r.prompt for r in requests], add_special_tokens=False)["input_ids"]] if requests else []
     order = sorted(range(len(requests)), key=lambda i: (lengths[i], requests[i].problem_id, requests[i].sample_idx))
     meter = Throughput(progress_task)
     results: list[GenResult] = []
-    def run(batch: list[GenRequest]) -> None:
-        try:
-            done = generate_batch(model, tok, batch, sampling, device, stops, on_tokens=meter.add)
-        except torch.OutOfMemoryError:
-            # Halve the batch and go on: each sample's seed makes the retry produce the samples
-            # the big batch would have (up to the batch-composition caveat above).
-            if len(batch) == 1:
-                from sparkql.errors import SparkError
+    pending = deque(requests[i] for i in order)
+    buffer: list[GenResult] = []
 
-                raise SparkError(f"out of memory generating one sample of {sampling.max_tokens} tokens on {device}",
-                                 hint="lower max_tokens, use `set dtype = bf16`, or a bigger device") from None
-            if device.type == "cuda":
-                torch.cuda.empty_cache()
-            half = len(batch) // 2
-            run(batch[:half])
-            run(batch[half:])
-            return
-        results.extend(done)
-        if progress_task is not None:
-            progress_task.advance(len(done))
-        if on_batch is not None:
-            on_batch(done)
+    def emit(force: bool = False) -> None:
+        # Finished samples are handed over in groups (one store transaction per group).
+        if buffer and (force or len(buffer) >= bs):
+            done = list(buffer)
+            buffer.clear()
+            results.extend(done)
+            if progress_task is not None:
+                progress_task.advance(len(done))
+            if on_batch is not None:
+                on_batch(done)
 
-    with _Attn(model):
-        for start in range(0, len(order), bs):
-            run([requests[i] for i in order[start:start + bs]])
+    with _Attn(model), torch.no_grad():
+        batch = _Batch(model, tok, sampling, device, _stop_tensor(model, tok, stop_ids, device))
+        while pending or batch.rows:
+            try:
+                # Refill when half the rows are done: new prompts join the running batch.
+                if pending and (not batch.rows or (refill and batch.mergeable and len(batch.rows) <= bs // 2)):
+                    take = [pending.popleft() for _ in range(min(bs - len(batch.rows), len(pending)))]
+                    try:
+                        buffer.extend(batch.result(r) for r in batch.admit(take))
+                    except BaseException:
+                        pending.extendleft(reversed(take))
+                        raise
+                n = len(batch.rows)
+                if n:
+                    buffer.extend(batch.result(r) for r in batch.step())
+                    meter.add(n)
+            except torch.OutOfMemoryError:
+                # Start the rows in flight again with half the batch: each sample's own seed makes
+                # the retry produce the same samples (up to the batch-composition caveat above).
+                if bs == 1:
+                    from sparkql.errors import SparkError
+
+                    raise SparkError(f"out of memory generating one sample of {sampling.max_tokens} tokens on {device}",
+                                     hint="lower max_tokens, use `set dtype = bf16`, or a bigger device") from None
+                pending.extendleft(reversed([r.req for r in batch.rows]))
+                batch = _Batch(model, tok, sampling, device, batch.stops)
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
+                bs = max(1, bs // 2)
+            emit()
+        emit(force=True)
     return results, meter

@@ -141,26 +141,45 @@ def test_context_budget_is_per_row(loaded):
 
 
 def test_out_of_memory_halves_the_batch(loaded, monkeypatch):
-    """A batch that does not fit is split and retried; the samples are the same and each is
-    stored once."""
+    """A batch that does not fit is started again at half the size; the samples are the same and
+    each is stored once."""
     import sparkql.runtime.generation as G
 
     sp = SamplingParams(n=2, temperature=0.9, max_tokens=5, seed=4)
     reqs = requests(loaded, n=2, seed=4)
     expected = by_key(generate_transformers(loaded, reqs, sp, batch_size=2)[0])
-    real = G.generate_batch
+    real_step = G._Batch.step
 
-    def small_memory(model, tok, batch, *a, **kw):
-        if len(batch) > 2:
+    def small_memory(self):
+        if len(self.rows) > 2:
             raise torch.OutOfMemoryError("simulated")
-        return real(model, tok, batch, *a, **kw)
+        return real_step(self)
 
-    monkeypatch.setattr(G, "generate_batch", small_memory)
+    monkeypatch.setattr(G._Batch, "step", small_memory)
     stored = []
     got = generate_transformers(loaded, reqs, sp, batch_size=6, on_batch=stored.extend)[0]
     assert {k: v.completion for k, v in by_key(got).items()} == {k: v.completion for k, v in expected.items()}
     assert sorted((r.problem_id, r.sample_idx) for r in stored) == sorted(expected)
 
-    monkeypatch.setattr(G, "generate_batch", lambda *a, **kw: (_ for _ in ()).throw(torch.OutOfMemoryError("x")))
+    def no_memory(self):
+        raise torch.OutOfMemoryError("x")
+
+    monkeypatch.setattr(G._Batch, "step", no_memory)
     with pytest.raises(SparkError, match="out of memory"):
         generate_transformers(loaded, reqs[:1], sp, batch_size=1)
+
+
+def test_refilled_batches_give_the_samples_of_one_at_a_time(loaded):
+    """Rows finish at different steps (frequent stop tokens), new requests join the running
+    batch with their caches merged (left padding); every sample still equals its generation
+    alone (fp64)."""
+    tok = loaded.tokenizer
+    stops = [tok.convert_tokens_to_ids(c) for c in ("e", "a", "Ġ")] + [tok.eos_token_id]
+    sp = SamplingParams(n=3, temperature=1.0, top_p=1.0, max_tokens=12, seed=9)
+    reqs = requests(loaded, n=3, seed=9)
+    refilled = by_key(generate_transformers(loaded, reqs, sp, batch_size=4, stop_ids=stops)[0])
+    single = by_key(generate_transformers(loaded, reqs, sp, batch_size=1, stop_ids=stops)[0])
+    assert {k: (v.completion, v.finish_reason) for k, v in refilled.items()} == \
+        {k: (v.completion, v.finish_reason) for k, v in single.items()}
+    lengths = {v.n_tokens for v in refilled.values()}
+    assert len(lengths) > 2 and any(v.finish_reason == "stop" for v in refilled.values())
