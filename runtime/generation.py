@@ -175,6 +175,7 @@ class _Batch:
         self.model, self.tok, self.sampling, self.device, self.stops = model, tokenizer, sampling, device, stops
         self.max_ctx = int(getattr(model.config, "max_position_embeddings", 0) or 0)
         self.rows: list[_Row] = []
+        self.finished_before_failure: list[_Row] = []
         self.cache = None
         self.attn = self.next_pos = self.logits = None
 
@@ -256,8 +257,12 @@ class _Batch:
             self.attn, self.next_pos, toks = self.attn[sel], self.next_pos[sel], toks[sel]
             self.rows = [self.rows[i] for i in keep]
         self.attn = torch.cat([self.attn, self.attn.new_ones(len(self.rows), 1)], dim=1)
-        out = self.model(input_ids=toks[:, None], attention_mask=self.attn, position_ids=self.next_pos,
-                         past_key_values=self.cache, use_cache=True, logits_to_keep=1)
+        try:
+            out = self.model(input_ids=toks[:, None], attention_mask=self.attn, position_ids=self.next_pos,
+                             past_key_values=self.cache, use_cache=True, logits_to_keep=1)
+        except torch.OutOfMemoryError:
+            self.finished_before_failure = done  # complete samples: the caller keeps them
+            raise
         self.logits = out.logits
         self.next_pos = self.next_pos + 1
         return done
@@ -368,6 +373,7 @@ def generate_transformers(loaded, requests: Sequence[GenRequest], sampling: Samp
 
                     raise SparkError(f"out of memory generating one sample of {sampling.max_tokens} tokens on {device}",
                                      hint="lower max_tokens, use `set dtype = bf16`, or a bigger device") from None
+                buffer.extend(batch.result(r) for r in batch.finished_before_failure)
                 pending.extendleft(reversed([r.req for r in batch.rows]))
                 batch = _Batch(model, tok, sampling, device, batch.stops)
                 if device.type == "cuda":

@@ -183,3 +183,43 @@ def test_refilled_batches_give_the_samples_of_one_at_a_time(loaded):
         {k: (v.completion, v.finish_reason) for k, v in single.items()}
     lengths = {v.n_tokens for v in refilled.values()}
     assert len(lengths) > 2 and any(v.finish_reason == "stop" for v in refilled.values())
+
+
+def test_out_of_memory_in_a_decode_step_keeps_the_samples_that_finished(loaded):
+    """Rows that finished in the step whose forward pass ran out of memory are kept; the others
+    start again at half the batch; nothing is lost or duplicated."""
+    import types
+
+    tok = loaded.tokenizer
+    stops = [tok.convert_tokens_to_ids(c) for c in ("e", "a", "Ġ")] + [tok.eos_token_id]
+    sp = SamplingParams(n=3, temperature=1.0, top_p=1.0, max_tokens=12, seed=9)
+    reqs = requests(loaded, n=3, seed=9)
+    expected = by_key(generate_transformers(loaded, reqs, sp, batch_size=1, stop_ids=stops)[0])
+
+    class Flaky(torch.nn.Module):
+        """The model, except that decode steps over more than 3 rows run out of memory twice."""
+
+        def __init__(self, model):
+            super().__init__()
+            self.inner, self.fails = model, 2
+
+        def forward(self, **kw):
+            ids = kw["input_ids"]
+            if ids.shape[1] == 1 and ids.shape[0] > 3 and self.fails:
+                self.fails -= 1
+                raise torch.OutOfMemoryError("simulated")
+            return self.inner(**kw)
+
+        def __getattr__(self, name):
+            try:
+                return super().__getattr__(name)
+            except AttributeError:
+                return getattr(self.inner, name)
+
+    flaky = Flaky(loaded.model)
+    fake = types.SimpleNamespace(model=flaky, tokenizer=tok, device=loaded.device)
+    stored = []
+    got = generate_transformers(fake, reqs, sp, batch_size=8, stop_ids=stops, on_batch=stored.extend)[0]
+    assert flaky.fails == 0
+    assert sorted((r.problem_id, r.sample_idx) for r in stored) == sorted(expected)
+    assert {k: v.completion for k, v in by_key(got).items()} == {k: v.completion for k, v in expected.items()}
