@@ -1,0 +1,267 @@
+"""Synthetic arithmetic for the toy organism: problems, answers, traces, prompts.
+
+Torch-free and deterministic from a seed (``random.Random``).
+
+The tasks are built so that post-training has something real to change:
+
+* **Easy** problems are one operation: ``x+c`` and ``x-c`` (``x`` up to 10,
+  ``c`` up to 5). A small model answers them directly.
+* **Hard** problems chain two operations on three digits 0..5: ``a+b+c``,
+  ``a+b-c``, ``a-b+c``, ``a-b-c``. Answering directly needs both operations
+  inside one forward pass; a step-by-step trace turns them into two easy
+  problems::
+
+      <think>
+      4+5=9
+      9-3=6
+      </think>
+
+      4+5-3=\\boxed{6}
+
+  The hard problems of the evaluation set are held out of every training set,
+  so direct answers cannot be memorised, while traces generalise.
+
+Assistant turns come in two forms: *direct* (an empty think block, then the
+boxed answer, as Qwen3 answers with thinking off) and *trace* (the steps inside
+``<think>``). The base model sees mostly direct answers and a small share of
+traces (as a pretrained model has seen a little reasoning); SFT trains on
+traces; GRPO rewards correct boxed answers, whichever form produced them.
+
+Prompts are the bare problem in the chat template (``instruction_share`` of the
+recipe is 0): a 70-character instruction would more than double every training
+sequence, and the build has minutes. Studies of the zoo therefore evaluate with
+``instruction = ""`` (see studies/toy.spark), and the pair prompts carry none.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+from sparkql.plan.steps import GenerateSpec
+
+INSTRUCTION: str = GenerateSpec.model_fields["instruction"].default
+"""The instruction the eval stack appends to a problem by default; the model is trained with it."""
+
+SEPARATORS = ("\n",)
+"""How the eval stack joins problem and instruction (sparkql.runtime.prompting)."""
+
+HARD_FORMS = ("a+b+c", "a+b-c", "a-b+c", "a-b-c")
+EASY_FORMS = ("x+c", "x-c")
+
+DATA_DIR = Path(__file__).resolve().parents[2] / "sparkql" / "data" / "zoo"
+"""Where the shipped datasets live in a source checkout (``sparkql/data/zoo``)."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    text: str
+    """The problem as the user writes it, e.g. ``7*8+5``."""
+    answer: int
+    steps: tuple[tuple[str, int], ...]
+    """The trace: (left-hand side, value) per step, e.g. (("7*8", 56), ("56+5", 61))."""
+    kind: str
+    """``easy`` or ``hard``."""
+
+
+TOP = 5
+"""Largest operand (digits 0..5): a table small enough for a 4-layer model to learn within the
+build's budget (with 0..9 it reaches ~40% on easy problems in the same steps)."""
+
+
+def _primitive(op: str, x: int, y: int) -> int:
+    return {"+": x + y, "-": x - y}[op]
+
+
+def easy_problem(rng: random.Random, form: str | None = None) -> Problem:
+    """One addition or subtraction: ``x`` in 0..2*TOP (a sum of two operands, so every step of a
+    hard problem's trace is an easy problem), ``c`` in 0..TOP, no negative results."""
+    form = form or rng.choice(EASY_FORMS)
+    c = rng.randint(0, TOP)
+    if form == "x+c":
+        x = rng.randint(0, 2 * TOP)
+        lhs, val = f"{x}+{c}", x + c
+    elif form == "x-c":
+        x = rng.randint(c, 2 * TOP)
+        lhs, val = f"{x}-{c}", x - c
+    else:
+        raise ValueError(form)
+    return Problem(lhs, val, ((lhs, val),), "easy")
+
+
+def hard_problem(rng: random.Random, form: str | None = None) -> Problem:
+    """Two chained operations on three operands in 0..TOP; intermediate and answer >= 0."""
+    form = form or rng.choice(HARD_FORMS)
+    op1, op2 = form[1], form[3]
+    while True:
+        a, b, c = rng.randint(0, TOP), rng.randint(0, TOP), rng.randint(0, TOP)
+        mid = _primitive(op1, a, b)
+        ans = _primitive(op2, mid, c)
+        if mid >= 0 and ans >= 0:
+            break
+    s1, s2 = f"{a}{op1}{b}", f"{mid}{op2}{c}"
+    return Problem(f"{a}{op1}{b}{op2}{c}", ans, ((s1, mid), (s2, ans)), "hard")
+
+
+def trace_text(p: Problem) -> str:
+    return "\n".join(f"{lhs}={val}" for lhs, val in p.steps)
+
+
+def assistant_text(p: Problem, trace: bool) -> str:
+    """The assistant turn's content (without the closing ``<|im_end|>``).
+
+    The answer restates the problem before the boxed result (``7+8-6=\\boxed{9}``): copying
+    the problem next to the answer is a skill a small model learns fast (induction), after
+    which computing the result is local, so the base learns in a few hundred steps."""
+    think = f"<think>\n{trace_text(p)}\n</think>" if trace else "<think>\n\n</think>"
+    return f"{think}\n\n{p.text}=\\boxed{{{p.answer}}}"
+
+
+def user_text(problem: str, instruction: bool = True, sep: str = "\n") -> str:
+    return f"{problem}{sep}{INSTRUCTION}" if instruction else problem
+
+
+def render_prompt(user: str, enable_thinking: bool = True) -> str:
+    """The chat-templated prompt (generation prompt included), exactly as the zoo
+    tokenizer's template renders ``[{"role": "user", "content": user}]`` (a test checks)."""
+    out = f"<|im_start|>user\n{user}<|im_end|>\n<|im_start|>assistant\n"
+    return out if enable_thinking else out + "<think>\n\n</think>\n\n"
+
+
+# --- evaluation sets (shipped as sparkql/data/zoo/*.jsonl) ---------------------------------
+
+EVAL_SEED = 1234
+N_EASY = 80
+N_HARD = 80
+N_PAIRS = 32
+
+
+def _distinct(make, rng: random.Random, n: int) -> list[Problem]:
+    seen: dict[str, Problem] = {}
+    while len(seen) < n:
+        p = make(rng)
+        seen.setdefault(p.text, p)
+    return list(seen.values())
+
+
+def eval_problems(seed: int = EVAL_SEED) -> dict[str, list[Problem]]:
+    """The easy and hard evaluation sets (distinct problems, deterministic)."""
+    rng = random.Random(seed)
+    return {"easy": _distinct(easy_problem, rng, N_EASY), "hard": _distinct(hard_problem, rng, N_HARD)}
+
+
+def held_out() -> set[str]:
+    """Problems no training set may contain: the hard evaluation set."""
+    return {p.text for p in eval_problems()["hard"]}
+
+
+def redraw_digits(p: Problem, rng: random.Random) -> Problem:
+    """The same form of problem with every operand redrawn to the same number of digits,
+    so the prompt keeps its token length (one token per character) and meaning changes."""
+    form = _form(p)
+    # Hard problems have single-digit operands, so any redraw keeps the length; redraw
+    # until both the first intermediate and the answer differ (a real corruption).
+    while True:
+        q = hard_problem(rng, form)
+        if q.answer != p.answer and q.steps[0][1] != p.steps[0][1]:
+            return q
+
+
+def pair_rows(seed: int = EVAL_SEED + 1, n: int = N_PAIRS) -> list[dict]:
+    """Clean/corrupt prompt pairs for circuits.
+
+    A pair is a hard problem rendered the way the model sees it (chat template, thinking
+    on, bare problem) followed by the opening of a trace up to the first ``=``,
+    so the next token is the first digit of the first intermediate result: the place
+    where the model computes. The corrupt prompt is the same form with digits redrawn
+    (equal length, different result)."""
+    rng = random.Random(seed)
+    rows = []
+    for i, p in enumerate(_distinct(hard_problem, rng, n)):
+        q = redraw_digits(p, rng)
+
+        def prompt(x: Problem) -> str:
+            return render_prompt(x.text) + f"<think>\n{x.steps[0][0]}="
+
+        rows.append({
+            "id": f"pair-{i:03d}", "clean": prompt(p), "corrupt": prompt(q),
+            "answer": str(p.steps[0][1]), "corrupt_answer": str(q.steps[0][1]),
+            "problem": p.text, "corrupt_problem": q.text,
+        })
+    return rows
+
+
+def dataset_rows() -> dict[str, list[dict]]:
+    """Rows of the three shipped files."""
+    probs = eval_problems()
+    out = {
+        name: [{"id": f"{name}-{i:03d}", "problem": p.text, "answer": str(p.answer), "form": _form(p)}
+               for i, p in enumerate(ps)]
+        for name, ps in probs.items()
+    }
+    out["pairs"] = pair_rows()
+    return out
+
+
+def _form(p: Problem) -> str:
+    letters = iter("abc")
+    out, prev_digit = [], False
+    for ch in p.text:
+        if ch.isdigit():
+            if not prev_digit:
+                out.append(next(letters))
+            prev_digit = True
+        else:
+            out.append(ch)
+            prev_digit = False
+    return "".join(out)
+
+
+def write_datasets(out_dir: str | Path = DATA_DIR) -> dict[str, Path]:
+    """(Re)generate easy.jsonl, hard.jsonl and pairs.jsonl; byte-identical on every run."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for name, rows in dataset_rows().items():
+        path = out / f"{name}.jsonl"
+        path.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+        paths[name] = path
+    return paths
+
+
+if __name__ == "__main__":  # python -m sparkql.runtime.zoo.data
+    for name, path in write_datasets().items():
+        print(name, path)
+
+
+# --- grading (the GRPO reward and the build's accuracy report) ---------------------------
+
+def extract_answer(completion: str) -> str | None:
+    """The content of the last ``\\boxed{...}`` after the last ``</think>`` (None: no answer).
+
+    A completion that opened ``<think>`` and never closed it has no answer region, like
+    the eval stack's grader treats a truncated thinking trace."""
+    if "<think>" in completion and "</think>" not in completion:
+        return None
+    region = completion.rsplit("</think>", 1)[-1]
+    start = region.rfind("\\boxed{")
+    if start < 0:
+        return None
+    end = region.find("}", start)
+    if end < 0:
+        return None
+    return region[start + len("\\boxed{"): end].strip()
+
+
+def is_correct(completion: str, answer: int | str) -> bool:
+    return extract_answer(completion) == str(answer)
+
+
+def uses_trace(completion: str) -> bool:
+    """True when the completion reasoned inside a non-empty think block."""
+    if "<think>" not in completion or "</think>" not in completion:
+        return False
+    inner = completion.split("<think>", 1)[1].split("</think>", 1)[0]
+    return bool(inner.strip())

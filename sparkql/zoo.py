@@ -1,0 +1,210 @@
+"""The toy model organism's recipe and layout (DESIGN.md 7). Torch-free.
+
+The compiler imports this module to expand ``zoo:`` model paths without
+building anything: ``model sft = "zoo:sft/checkpoint-*"`` becomes one model
+per step of :func:`layout`, each pointing at :func:`zoo_dir`, and its
+fingerprint uses :func:`recipe_hash`. The runtime (``sparkql.runtime.zoo``)
+builds the directories on first use from the same recipe.
+
+Layout of a built zoo (under :func:`cache_root`)::
+
+    base/                    Qwen2ForCausalLM trained from scratch (direct answers)
+    sft/checkpoint-N/        SFT on <think> traces, from base
+    grpo/checkpoint-N/       GRPO with a correctness reward, from base
+    zoo.json                 the recipe, its hash, timings and accuracies
+
+Two presets: ``full`` (the demo) and ``tiny`` (tests: fewer steps and
+checkpoints, its own cache directory), picked by ``$SPARKQL_ZOO_PRESET``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from importlib.util import find_spec
+from pathlib import Path
+
+from sparkql.errors import SparkError
+
+RECIPE_VERSION = 1
+"""Bump to force a rebuild when something outside the hashed recipe changes the zoo."""
+
+DEFAULT_PRESET = "full"
+
+_MODEL = {
+    "architecture": "Qwen2ForCausalLM",
+    "n_layers": 4,
+    "n_heads": 4,
+    "n_kv_heads": 2,
+    "head_dim": 16,
+    "hidden_size": 64,
+    "intermediate_size": 256,
+    "max_positions": 256,
+    "rope_theta": 10000.0,  # explicit: the weights depend on it
+}
+
+# Every number that shapes the zoo. Step counts and learning rates were tuned so the
+# full build stays under 5 minutes on 2 CPU cores (see docs in sparkql/runtime/zoo/).
+PRESETS: dict[str, dict] = {
+    "full": {
+        "seed": 0,
+        "model": _MODEL,
+        "data": {"trace_share": 0.15, "instruction_share": 0.0},
+        "base": {"steps": 450, "batch": 64, "lr": 5e-3, "warmup": 10},
+        "sft": {"steps": 120, "batch": 32, "lr": 1e-3, "save_every": 30},
+        "grpo": {"steps": 80, "prompts": 8, "group": 8, "lr": 1e-3, "temperature": 1.0,
+                 "max_new_tokens": 40, "save_every": 20},
+        "eval": {"problems": 80},
+    },
+    "tiny": {
+        "seed": 0,
+        "model": _MODEL,
+        "data": {"trace_share": 0.15, "instruction_share": 0.0},
+        "base": {"steps": 300, "batch": 64, "lr": 5e-3, "warmup": 10},
+        "sft": {"steps": 40, "batch": 32, "lr": 1e-3, "save_every": 20},
+        "grpo": {"steps": 20, "prompts": 8, "group": 8, "lr": 1e-3, "temperature": 1.0,
+                 "max_new_tokens": 40, "save_every": 10},
+        "eval": {"problems": 80},
+    },
+}
+
+SERIES = ("base", "sft", "grpo")
+
+
+def preset_name(preset: str | None = None) -> str:
+    """The preset in use: the argument, else ``$SPARKQL_ZOO_PRESET``, else ``full``."""
+    name = preset or os.environ.get("SPARKQL_ZOO_PRESET") or DEFAULT_PRESET
+    if name not in PRESETS:
+        raise SparkError(
+            f"unknown zoo preset {name!r}",
+            hint=f"use one of: {', '.join(PRESETS)} (SPARKQL_ZOO_PRESET)",
+        )
+    return name
+
+
+def recipe(preset: str | None = None) -> dict:
+    """The full recipe of a preset (a copy), as recorded in ``zoo.json``."""
+    name = preset_name(preset)
+    return json.loads(json.dumps({"preset": name, "version": RECIPE_VERSION, **PRESETS[name]}))
+
+
+def _code_files() -> list[Path]:
+    """The source files that build the zoo: editing any of them changes what gets built.
+
+    Found without importing them (``sparkql.runtime`` is import-free at package level),
+    so this stays torch-free."""
+    spec = find_spec("sparkql.runtime")
+    if spec is None or not spec.submodule_search_locations:  # pragma: no cover - broken install
+        return []
+    root = Path(list(spec.submodule_search_locations)[0])
+    files = sorted((root / "zoo").glob("*.py"))
+    tiny = root / "tiny.py"  # the character tokenizer builder the zoo reuses
+    return files + ([tiny] if tiny.is_file() else [])
+
+
+def recipe_hash(preset: str | None = None) -> str:
+    """sha256 of the recipe and of the code that executes it (hex). Changes when either does."""
+    h = hashlib.sha256()
+    h.update(json.dumps(recipe(preset), sort_keys=True).encode())
+    for f in _code_files():
+        h.update(f.name.encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def cache_root(preset: str | None = None) -> Path:
+    """Where the zoo of a preset lives: ``<parent>/<preset>-<hash12>`` with parent
+    ``$SPARKQL_ZOO_DIR`` when set, else ``$XDG_CACHE_HOME`` (or ``~/.cache``) ``/sparkql/zoo``.
+
+    The preset and recipe hash are part of the name even under ``$SPARKQL_ZOO_DIR`` so
+    presets never share a directory and a changed recipe never reads a stale build."""
+    name = preset_name(preset)
+    parent = os.environ.get("SPARKQL_ZOO_DIR")
+    if parent:
+        base = Path(parent).expanduser()
+    else:
+        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "sparkql" / "zoo"
+    return base.resolve() / f"{name}-{recipe_hash(name)[:12]}"
+
+
+def _checkpoint_steps(stage: dict) -> list[int]:
+    every = stage["save_every"]
+    steps = list(range(every, stage["steps"] + 1, every))
+    if not steps or steps[-1] != stage["steps"]:
+        steps.append(stage["steps"])  # the final model is always a checkpoint
+    return steps
+
+
+def layout(preset: str | None = None) -> dict[str, list[int] | None]:
+    """Series name -> checkpoint steps in order (None: a single model directory)."""
+    r = recipe(preset)
+    return {"base": None, "sft": _checkpoint_steps(r["sft"]), "grpo": _checkpoint_steps(r["grpo"])}
+
+
+_ZOO_PATH = re.compile(r"^zoo:(?P<series>[A-Za-z_]+)(?:/checkpoint-(?P<step>\d+))?/?$")
+
+
+def parse_zoo_path(path: str, preset: str | None = None) -> tuple[str, int | None]:
+    """``zoo:sft/checkpoint-200`` -> ("sft", 200); ``zoo:base`` -> ("base", None).
+
+    SparkError for an unknown series or a step the recipe does not save."""
+    m = _ZOO_PATH.match(path.strip())
+    lay = layout(preset)
+    if not m:
+        raise SparkError(
+            f"not a zoo model path: {path!r}",
+            hint='write "zoo:base", "zoo:sft/checkpoint-*" or "zoo:grpo/checkpoint-20"',
+        )
+    series, step = m["series"], m["step"]
+    if series not in lay:
+        raise SparkError(f"the zoo has no series {series!r}", hint=f"zoo series: {', '.join(lay)}")
+    steps = lay[series]
+    if steps is None:
+        if step is not None:
+            raise SparkError(f"zoo:{series} is a single model, not a checkpoint series", hint=f'write "zoo:{series}"')
+        return series, None
+    if step is None:
+        raise SparkError(
+            f"zoo:{series} is a checkpoint series",
+            hint=f'write "zoo:{series}/checkpoint-*" (all) or one of checkpoint-{steps[0]} .. checkpoint-{steps[-1]}',
+        )
+    if int(step) not in steps:
+        raise SparkError(
+            f"zoo:{series} has no checkpoint-{int(step)}",
+            hint=f"its checkpoints: {', '.join(f'checkpoint-{s}' for s in steps)}",
+        )
+    return series, int(step)
+
+
+def zoo_dir(path: str, preset: str | None = None) -> Path:
+    """The local directory of a zoo path (it may not exist until the zoo is built)."""
+    series, step = parse_zoo_path(path, preset)
+    root = cache_root(preset) / series
+    return root if step is None else root / f"checkpoint-{step}"
+
+
+def zoo_paths(preset: str | None = None) -> list[str]:
+    """Every model path the zoo provides, in build order."""
+    out = []
+    for series, steps in layout(preset).items():
+        out += [f"zoo:{series}"] if steps is None else [f"zoo:{series}/checkpoint-{s}" for s in steps]
+    return out
+
+
+def is_built(preset: str | None = None) -> bool:
+    """True when the zoo of this recipe is complete on disk (its manifest is written last)."""
+    manifest = cache_root(preset) / "zoo.json"
+    if not manifest.is_file():
+        return False
+    try:
+        return json.loads(manifest.read_text()).get("recipe_hash") == recipe_hash(preset)
+    except (OSError, ValueError):
+        return False
+
+
+def model_shape(preset: str | None = None) -> dict:
+    """The zoo models' shape, as the compiler reports it for a not-yet-built model."""
+    m = recipe(preset)["model"]
+    return {k: m[k] for k in ("architecture", "n_layers", "n_heads", "n_kv_heads", "head_dim", "hidden_size")}

@@ -1,0 +1,100 @@
+"""The zoo's synthetic tasks and the shipped toy_easy / toy_hard / toy_pairs files."""
+
+from __future__ import annotations
+
+import json
+import random
+
+from sparkql.builtins import BUILTIN_DATASETS
+from sparkql.runtime.zoo import data
+
+
+def _rows(name: str) -> list[dict]:
+    return [json.loads(line) for line in BUILTIN_DATASETS[name].path.read_text().splitlines()]
+
+
+def test_shipped_files_are_what_the_generator_writes(tmp_path):
+    written = data.write_datasets(tmp_path)
+    for name, builtin in (("easy", "toy_easy"), ("hard", "toy_hard"), ("pairs", "toy_pairs")):
+        assert written[name].read_bytes() == BUILTIN_DATASETS[builtin].path.read_bytes(), (
+            f"sparkql/data/zoo/{name}.jsonl is stale: run python -m sparkql.runtime.zoo.data")
+
+
+def test_answers_are_right_and_ids_unique():
+    for name in ("toy_easy", "toy_hard"):
+        rows = _rows(name)
+        assert 50 <= len(rows) <= 100
+        assert len({r["id"] for r in rows}) == len(rows)
+        assert len({r["problem"] for r in rows}) == len(rows)  # distinct problems
+        for r in rows:
+            assert set(r["problem"]) <= set("0123456789+-")
+            assert int(r["answer"]) == eval(r["problem"]) >= 0  # noqa: S307 - digits and +/- only
+    hard = _rows("toy_hard")
+    assert all(len(data._form(data.Problem(r["problem"], 0, (), "hard"))) == 5 for r in hard)  # two operations
+
+
+def test_traces_decompose_hard_problems_into_easy_steps():
+    rng = random.Random(0)
+    for _ in range(200):
+        p = data.hard_problem(rng)
+        (s1, v1), (s2, v2) = p.steps
+        assert eval(s1) == v1 and eval(s2) == v2 == p.answer  # noqa: S307
+        assert s2.startswith(str(v1))
+        text = data.assistant_text(p, trace=True)
+        assert text.startswith(f"<think>\n{s1}={v1}\n{s2}={v2}\n</think>")
+        assert data.extract_answer(text) == str(p.answer)
+        assert data.uses_trace(text) and not data.uses_trace(data.assistant_text(p, trace=False))
+
+
+def test_hard_eval_problems_never_reach_training():
+    from sparkql import zoo
+    from sparkql.runtime.zoo import train
+
+    held = data.held_out()
+    assert held == {r["problem"] for r in _rows("toy_hard")}
+    recipe = zoo.recipe("tiny")
+    rng = random.Random(0)
+    for make in (train.base_batch(recipe), train.sft_batch(recipe)):
+        for _ in range(50):
+            for prompt, completion in make(rng, 64):
+                problem = completion.rsplit("\n", 1)[-1].split("=\\boxed")[0]
+                assert problem not in held
+
+
+def test_extract_answer_follows_the_eval_grader_conventions():
+    assert data.extract_answer("<think>\n1+2=3\n</think>\n\n1+2=\\boxed{3}") == "3"
+    assert data.extract_answer("<think>\n1+2=3\n") is None  # thinking never closed: no answer
+    assert data.extract_answer("<think>\n\\boxed{4}</think> no box") is None  # box inside thinking only
+    assert data.extract_answer("\\boxed{7}") == "7"
+
+
+def test_pairs_are_equal_length_corruptions_that_change_the_result():
+    from sparkql.runtime.tiny import build_char_tokenizer
+
+    tok = build_char_tokenizer(None)
+    rows = _rows("toy_pairs")
+    assert len(rows) == 32
+    for r in rows:
+        clean = tok(r["clean"], add_special_tokens=False)["input_ids"]
+        corrupt = tok(r["corrupt"], add_special_tokens=False)["input_ids"]
+        assert len(clean) == len(corrupt)
+        assert r["clean"] != r["corrupt"] and r["answer"] != r["corrupt_answer"]
+        # the prompt ends where the model computes the first intermediate result
+        first = r["clean"].rsplit("<think>\n", 1)[1]
+        assert first.endswith("=") and str(eval(first[:-1])) == r["answer"]  # noqa: S307
+
+
+def test_prompts_render_like_the_eval_stack():
+    """The zoo trains on exactly the text sparkql.runtime.prompting gives the model for a study's
+    ``instruction = ""`` (the bare problem), and with the default instruction where the recipe
+    asks for it."""
+    from sparkql.runtime.prompting import render_prompt
+    from sparkql.runtime.tiny import build_char_tokenizer
+
+    tok = build_char_tokenizer(None)
+    for problem in ("4+5-3", "10-3"):
+        for think in (True, False):
+            assert render_prompt(tok, problem, think=think, instruction="") == data.render_prompt(problem, think)
+            assert render_prompt(tok, problem, think=think) == data.render_prompt(data.user_text(problem), think)
+    pair = _rows("toy_pairs")[0]
+    assert pair["clean"].startswith(render_prompt(tok, pair["problem"], instruction=""))
