@@ -17,23 +17,27 @@ early; throughput counts the tokens actually generated).
 
     python benchmarks/generate.py [--problems 16] [--tokens 128] [--model DIR]
 
-Last printed (2 shared CPU cores under heavy load from other jobs, torch 2.13 CPU,
-``--problems 12 --batch 12 --repeats 3``; random Qwen2, 4 layers, hidden 256, prompts of
-~300-900 tokens, 128 new tokens):
+Last printed (2 CPU cores shared with other jobs, torch 2.13 CPU, 1 torch thread, random
+Qwen2 with 4 layers and hidden 256, prompts of ~300-900 tokens, 128 new tokens, best of 3):
 
-                                             wall tok/s   CPU tok/s
-    CPU transformers batched (12)                  25.3        56.1
-    CPU transformers one at a time                 13.4        27.0
-    CPU transformers batched (12) + ablation       25.7        62.2
-      batched / one at a time                      1.89x       2.08x
-      with intervention / intact                  1.013x      1.109x
+    --problems 12 --batch 12 (two runs)       wall tok/s   CPU tok/s
+    CPU transformers batched (12)             432 / 450    434 / 451
+    CPU transformers one at a time            146 / 186    147 / 187
+    CPU transformers batched + ablation       433 / 503    434 / 506
+      batched / one at a time               2.95x / 2.42x
+      with intervention / intact            1.00x / 1.12x
 
-The intervention costs nothing by construction (a weight edit, not a hook); the 1.1x is the
-noise of this machine. Prefill of the long character-level prompts is a large share of the
-work here; with real tokenizers and long generations, batching pays more.
+    --problems 6 --samples 4 --batch 8 (shared prefill, continuous batching)
+    CPU transformers batched (8)                  604         612
+    CPU transformers one at a time                145         148
+      batched / one at a time                   4.16x       4.13x
+      with intervention / intact                0.86x       0.86x
 
-No GPU was available, so the vLLM figures (vLLM vs transformers, vLLM with an
-intervention vs without, goal within 3%) have not been measured.
+The intervention costs nothing by construction (a weight edit, not a hook); its ratio swings
+both ways with this machine's load, and also because an edited model writes different
+completions, which stop at different lengths. No GPU was available, so the vLLM figures
+(vLLM vs transformers, vLLM with an intervention vs without, goal within 3%) have not been
+measured.
 """
 
 from __future__ import annotations
@@ -163,8 +167,11 @@ def main() -> None:
     ap.add_argument("--model", type=Path, default=None, help="a local HF model dir (default: a random Qwen2 built here)")
     ap.add_argument("--layers", type=int, default=4)
     ap.add_argument("--hidden", type=int, default=256)
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     args = ap.parse_args()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    # One thread by default: on a shared machine, idle OpenMP threads spin and inflate CPU time,
+    # so with one thread "tokens per CPU second" measures the work itself.
+    torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = args.model
         if model_dir is None:
