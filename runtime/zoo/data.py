@@ -4,19 +4,20 @@ Torch-free and deterministic from a seed (``random.Random``).
 
 The tasks are built so that post-training has something real to change:
 
-* **Easy** problems are one operation: ``x+c`` and ``x-c`` (``x`` up to 10,
+* **Easy** problems are one operation: ``x+c`` and ``x-c`` (``x`` up to 15,
   ``c`` up to 5). A small model answers them directly.
-* **Hard** problems chain two operations on three digits 0..5: ``a+b+c``,
-  ``a+b-c``, ``a-b+c``, ``a-b-c``. Answering directly needs both operations
-  inside one forward pass; a step-by-step trace turns them into two easy
+* **Hard** problems chain three operations on four digits 0..5 (``a+b-c+d``
+  and the other sign patterns). Answering directly needs all three operations
+  inside one forward pass; a step-by-step trace turns them into three easy
   problems::
 
       <think>
       4+5=9
       9-3=6
+      6+2=8
       </think>
 
-      4+5-3=\\boxed{6}
+      4+5-3+2=\\boxed{8}
 
   The hard problems of the evaluation set are held out of every training set,
   so direct answers cannot be memorised, while traces generalise.
@@ -48,7 +49,7 @@ INSTRUCTION: str = GenerateSpec.model_fields["instruction"].default
 SEPARATORS = ("\n",)
 """How the eval stack joins problem and instruction (sparkql.runtime.prompting)."""
 
-HARD_FORMS = ("a+b+c", "a+b-c", "a-b+c", "a-b-c")
+HARD_FORMS = tuple(f"a{x}b{y}c{z}d" for x in "+-" for y in "+-" for z in "+-")
 EASY_FORMS = ("x+c", "x-c")
 
 DATA_DIR = Path(__file__).resolve().parents[2] / "sparkql" / "data" / "zoo"
@@ -76,15 +77,15 @@ def _primitive(op: str, x: int, y: int) -> int:
 
 
 def easy_problem(rng: random.Random, form: str | None = None) -> Problem:
-    """One addition or subtraction: ``x`` in 0..2*TOP (a sum of two operands, so every step of a
-    hard problem's trace is an easy problem), ``c`` in 0..TOP, no negative results."""
+    """One addition or subtraction: ``x`` in 0..3*TOP (a sum of up to three operands, so every
+    step of a hard problem's trace is an easy problem), ``c`` in 0..TOP, no negative results."""
     form = form or rng.choice(EASY_FORMS)
     c = rng.randint(0, TOP)
     if form == "x+c":
-        x = rng.randint(0, 2 * TOP)
+        x = rng.randint(0, 3 * TOP)
         lhs, val = f"{x}+{c}", x + c
     elif form == "x-c":
-        x = rng.randint(c, 2 * TOP)
+        x = rng.randint(c, 3 * TOP)
         lhs, val = f"{x}-{c}", x - c
     else:
         raise ValueError(form)
@@ -92,17 +93,21 @@ def easy_problem(rng: random.Random, form: str | None = None) -> Problem:
 
 
 def hard_problem(rng: random.Random, form: str | None = None) -> Problem:
-    """Two chained operations on three operands in 0..TOP; intermediate and answer >= 0."""
+    """Three chained operations on four operands in 0..TOP; every intermediate and the answer
+    are >= 0, so each step of the trace is an easy problem."""
     form = form or rng.choice(HARD_FORMS)
-    op1, op2 = form[1], form[3]
+    ops = form[1::2]
     while True:
-        a, b, c = rng.randint(0, TOP), rng.randint(0, TOP), rng.randint(0, TOP)
-        mid = _primitive(op1, a, b)
-        ans = _primitive(op2, mid, c)
-        if mid >= 0 and ans >= 0:
+        vals = [rng.randint(0, TOP) for _ in range(len(ops) + 1)]
+        steps, acc = [], vals[0]
+        for op, v in zip(ops, vals[1:]):
+            nxt = _primitive(op, acc, v)
+            steps.append((f"{acc}{op}{v}", nxt))
+            acc = nxt
+        if all(v >= 0 for _, v in steps):
             break
-    s1, s2 = f"{a}{op1}{b}", f"{mid}{op2}{c}"
-    return Problem(f"{a}{op1}{b}{op2}{c}", ans, ((s1, mid), (s2, ans)), "hard")
+    text = str(vals[0]) + "".join(f"{op}{v}" for op, v in zip(ops, vals[1:]))
+    return Problem(text, acc, tuple(steps), "hard")
 
 
 def trace_text(p: Problem) -> str:
@@ -206,7 +211,7 @@ def dataset_rows() -> dict[str, list[dict]]:
 
 
 def _form(p: Problem) -> str:
-    letters = iter("abc")
+    letters = iter("abcd")
     out, prev_digit = [], False
     for ch in p.text:
         if ch.isdigit():

@@ -102,7 +102,7 @@ def grpo(model, tokenizer, cfg: dict, *, seed: int, instruction_share: float, ou
         n_tokens += int(attn.sum())
         done = step + 1
         entry = {
-            "loss": round(float(loss), 6),
+            "loss": round(float(loss.detach()), 6),
             "grad_norm": round(float(grad_norm), 6),
             "learning_rate": opt.param_groups[0]["lr"],
             "num_tokens": float(n_tokens),

@@ -30,7 +30,7 @@ def test_answers_are_right_and_ids_unique():
             assert set(r["problem"]) <= set("0123456789+-")
             assert int(r["answer"]) == eval(r["problem"]) >= 0  # noqa: S307 - digits and +/- only
     hard = _rows("toy_hard")
-    assert all(len(data._form(data.Problem(r["problem"], 0, (), "hard"))) == 5 for r in hard)  # two operations
+    assert all(len(data._form(data.Problem(r["problem"], 0, (), "hard"))) == 7 for r in hard)  # three operations
 
 
 def test_traces_decompose_hard_problems_into_easy_steps():
