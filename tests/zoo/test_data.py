@@ -37,11 +37,14 @@ def test_traces_decompose_hard_problems_into_easy_steps():
     rng = random.Random(0)
     for _ in range(200):
         p = data.hard_problem(rng)
-        (s1, v1), (s2, v2) = p.steps
-        assert eval(s1) == v1 and eval(s2) == v2 == p.answer  # noqa: S307
-        assert s2.startswith(str(v1))
+        assert len(p.steps) == 3 and p.steps[-1][1] == p.answer == eval(p.text)  # noqa: S307
+        prev = None
+        for lhs, val in p.steps:
+            assert eval(lhs) == val >= 0  # noqa: S307
+            assert prev is None or lhs.startswith(str(prev))  # each step continues from the last
+            prev = val
         text = data.assistant_text(p, trace=True)
-        assert text.startswith(f"<think>\n{s1}={v1}\n{s2}={v2}\n</think>")
+        assert text.startswith("<think>\n" + "".join(f"{lhs}={val}\n" for lhs, val in p.steps) + "</think>")
         assert data.extract_answer(text) == str(p.answer)
         assert data.uses_trace(text) and not data.uses_trace(data.assistant_text(p, trace=False))
 
