@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from textual.pilot import Pilot
 from textual.widgets import Input
 from textual.worker import WorkerCancelled
@@ -15,15 +17,25 @@ def make_app(db, **kwargs) -> SparkqlApp:
     return app
 
 
-async def settle(pilot: Pilot, rounds: int = 4) -> None:
-    """Let thread workers finish and their results reach the screen (they hop back via call_from_thread)."""
+async def settle(pilot: Pilot, timeout: float = 15.0) -> None:
+    """Wait until thread workers have finished, their results have reached the screen (they hop
+    back via call_from_thread) and the screen stops changing: two identical screenshots in a row
+    with no worker running. A fixed number of short pauses was not enough on a loaded machine."""
     app = pilot.app
-    for _ in range(rounds):
+    deadline = time.monotonic() + timeout
+    last, stable = None, 0
+    while time.monotonic() < deadline:
         try:
             await app.workers.wait_for_complete()
         except WorkerCancelled:
             pass  # an exclusive worker replaced by a newer one: that one is awaited next round
         await pilot.pause(0.02)
-    for box in app.screen.query(Input):
-        box.cursor_blink = False  # a blinking cursor would make snapshots flaky
+        for box in app.screen.query(Input):
+            box.cursor_blink = False  # a blinking cursor would make snapshots flaky
+        shot = app.export_screenshot()
+        busy = any(w.is_running for w in app.workers)
+        stable = stable + 1 if (shot == last and not busy) else 0
+        if stable >= 2:
+            break
+        last = shot
     await pilot.pause()
