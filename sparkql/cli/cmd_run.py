@@ -87,3 +87,18 @@ def run(ctx: click.Context, file: str, db: str, dry_run: bool, device, backend, 
         _print_plan(summary)
     else:
         _print_summary(summary)
+        _print_findings(plan, db, run_console)
+
+
+def _print_findings(plan, db: str, console) -> None:
+    """Emergent heads per series and intact-vs-variant scores of this study, from the store."""
+    from sparkql.store.api import connect
+    from sparkql.store.summary import render, study_summary
+
+    if not any(s.kind in ("diff", "generate") for s in plan.steps):
+        return
+    con = connect(db)
+    try:
+        render(study_summary(con, plan), console)
+    finally:
+        con.close()

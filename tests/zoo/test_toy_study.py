@@ -65,3 +65,9 @@ def test_reduced_toy_study_fills_the_store(tiny_zoo, tmp_path):
     assert q("SELECT count(*), count(correct) FROM samples") == [(5 * 6 * 2, 5 * 6 * 2)]
     pass1 = q("SELECT value FROM metrics WHERE metric = 'pass@k' AND k = 1")
     assert len(pass1) == 5 and all(0.0 <= v <= 1.0 for (v,) in pass1)
+
+    # the end-of-run summary: emergent heads per series and the intact-vs-variant table
+    assert "emergent heads" in result.output
+    assert "emergent_sft" in result.output and "emergent_grpo" in result.output
+    assert "intact vs variants" in result.output
+    assert "sft_ablated" in result.output and "base_down" in result.output

@@ -1,0 +1,114 @@
+"""What a study found, read back from the store for the end of `sparkql run`.
+
+Two tables, restricted to the steps of the plan that was just run: the
+emergent heads of each `diff` set per checkpoint (how many, and the strongest
+ones), and every intervention variant's pass@k beside its intact model's
+(the paper's Tables 2 and 3). Pure SQL over the store: no torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class EmergentRow:
+    set_name: str
+    model: str
+    step: int | None
+    n_heads: int
+    top_heads: list[str]
+
+
+@dataclass
+class ScoreRow:
+    dataset: str
+    model: str
+    variant: str
+    metric: str
+    k: int | None
+    value: float
+    stderr: float | None
+    delta: float | None
+
+
+@dataclass
+class StudySummary:
+    emergent: list[EmergentRow] = field(default_factory=list)
+    scores: list[ScoreRow] = field(default_factory=list)
+
+
+def study_summary(con, plan, top: int = 5) -> StudySummary:
+    """Emergent heads of the plan's diff sets and the scores of its evals (pass@1 and the largest k)."""
+    out = StudySummary()
+    diff_keys = [s.key for s in plan.steps if s.kind == "diff"]
+    if diff_keys:
+        rows = con.execute(
+            """
+            SELECT h.set_name, m.label, m.step, count(*) AS n,
+                   list('L' || h.layer || 'H' || h.head ORDER BY h.rank) AS heads
+            FROM head_sets h JOIN models m USING (model_id)
+            WHERE h.set_key IN (SELECT unnest(?))
+            GROUP BY h.set_key, h.set_name, m.label, m.step
+            """,
+            [diff_keys],
+        ).fetchall()
+        found = {(r[0], r[1]): r for r in rows}
+        # checkpoints whose emergent set is empty have no head_sets rows: list them with 0
+        for s in plan.steps:
+            if s.kind != "diff":
+                continue
+            name, model = s.spec.name, s.spec.model
+            r = found.get((name, model.label))
+            out.emergent.append(EmergentRow(name, model.label, model.step, r[3] if r else 0, (r[4] if r else [])[:top]))
+        out.emergent.sort(key=lambda e: (e.set_name, e.step is None, e.step or 0))
+    eval_keys = [s.key for s in plan.steps if s.kind == "generate"]
+    if eval_keys:
+        rows = con.execute(
+            """
+            WITH picked AS (
+                SELECT *, max(k) OVER (PARTITION BY eval_id) AS kmax FROM scores
+                WHERE eval_id IN (SELECT unnest(?)) AND metric = 'pass@k')
+            SELECT dataset, model, variant, metric, k, value, stderr, delta FROM picked
+            WHERE k = 1 OR k = kmax
+            ORDER BY dataset, model, variant = 'intact' DESC, variant, k
+            """,
+            [eval_keys],
+        ).fetchall()
+        out.scores = [ScoreRow(*r) for r in rows]
+    return out
+
+
+def render(summary: StudySummary, console) -> None:
+    """Print the two tables with rich (values as plain text, never markup)."""
+    from rich.table import Table
+    from rich.text import Text
+
+    if summary.emergent:
+        t = Table(title="emergent heads (in the checkpoint's circuit, not in the base's)", title_justify="left")
+        for col in ("set", "model", "n", "strongest"):
+            t.add_column(col, justify="right" if col == "n" else "left")
+        for e in summary.emergent:
+            t.add_row(Text(e.set_name), Text(e.model), str(e.n_heads), Text(", ".join(e.top_heads)))
+        console.print(t)
+    if summary.scores:
+        # one row per (dataset, model, variant): pass@1 and pass@(largest k), each with its delta
+        ks = sorted({r.k for r in summary.scores if r.k is not None})
+        rows: dict[tuple, dict] = {}
+        for r in summary.scores:
+            rows.setdefault((r.dataset, r.model, r.variant), {})[r.k] = r
+        t = Table(title="pass@k, intact vs variants (delta: variant minus its intact model; stderr in the scores view)", title_justify="left")
+        for col in ("dataset", "model", "variant"):
+            t.add_column(col, overflow="fold")
+        for k in ks:
+            t.add_column(f"pass@{k}", justify="right", no_wrap=True)
+            t.add_column("delta", justify="right", no_wrap=True)
+        for (dataset, model, variant), by_k in rows.items():
+            cells = []
+            for k in ks:
+                r = by_k.get(k)
+                cells.append("" if r is None else f"{r.value:.3f}")
+                show_delta = r is not None and r.delta is not None and variant != "intact"
+                cells.append(f"{r.delta:+.3f}" if show_delta else "")
+            t.add_row(Text(dataset), Text(model), Text(variant), *cells)
+        console.print(t)
