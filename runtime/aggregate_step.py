@@ -44,7 +44,8 @@ def aggregate_eval(query: Query, eval_id: str, ks: Sequence[int], bootstrap: int
         )
     metrics = compute_metrics(table, n, ks, bootstrap=bootstrap, seed=seed, statuses=stat, what=f"eval {eval_id[:12]}")
     out = [{"eval_id": eval_id, "metric": m.metric, "k": m.k, "value": m.value, "stderr": m.stderr} for m in metrics]
-    summary = {f"{m.metric}{'' if m.k is None else m.k}": round(m.value, 4) for m in metrics}
+    # pass@k with k = 4 reads as pass@4 (the metric column keeps the generic name, k its own column)
+    summary = {(m.metric if m.k is None else m.metric.replace("@k", f"@{m.k}")): round(m.value, 4) for m in metrics}
     return out, summary
 
 
