@@ -92,23 +92,25 @@ def render(summary: StudySummary, console) -> None:
             t.add_row(Text(e.set_name), Text(e.model), str(e.n_heads), Text(", ".join(e.top_heads)))
         console.print(t)
     if summary.scores:
-        # one row per (dataset, model, variant): pass@1 and pass@(largest k), each with its delta
-        ks = sorted({r.k for r in summary.scores if r.k is not None})
+        # one row per (dataset, model, variant): pass@1 and pass@K at the largest k, each with its delta
         rows: dict[tuple, dict] = {}
         for r in summary.scores:
             rows.setdefault((r.dataset, r.model, r.variant), {})[r.k] = r
-        t = Table(title="pass@k, intact vs variants (delta: variant minus its intact model; stderr in the scores view)", title_justify="left")
-        for col in ("dataset", "model", "variant"):
-            t.add_column(col, overflow="fold")
-        for k in ks:
-            t.add_column(f"pass@{k}", justify="right", no_wrap=True)
-            t.add_column("delta", justify="right", no_wrap=True)
+        t = Table(title="pass@k, intact vs variants (delta: variant minus its intact model; more in the scores view)",
+                  title_justify="left", box=None, header_style="bold")
+        for col in ("dataset", "model", "variant", "pass@1", "delta", "K", "pass@K", "delta"):
+            numeric = col in ("pass@1", "delta", "K", "pass@K")
+            t.add_column(col, justify="right" if numeric else "left", no_wrap=numeric or col == "dataset")
+
+        def cells(r) -> list[str]:
+            if r is None:
+                return ["", ""]
+            shown = r.delta is not None and r.variant != "intact"
+            return [f"{r.value:.3f}", f"{r.delta:+.3f}" if shown else ""]
+
         for (dataset, model, variant), by_k in rows.items():
-            cells = []
-            for k in ks:
-                r = by_k.get(k)
-                cells.append("" if r is None else f"{r.value:.3f}")
-                show_delta = r is not None and r.delta is not None and variant != "intact"
-                cells.append(f"{r.delta:+.3f}" if show_delta else "")
-            t.add_row(Text(dataset), Text(model), Text(variant), *cells)
+            kmax = max((k for k in by_k if k is not None), default=None)
+            last = cells(by_k.get(kmax)) if kmax not in (None, 1) else ["", ""]
+            t.add_row(Text(dataset), Text(model), Text(variant), *cells(by_k.get(1)),
+                      str(kmax) if kmax not in (None, 1) else "", *last)
         console.print(t)
