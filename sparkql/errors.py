@@ -64,7 +64,9 @@ class SparkError(Exception):
         return f"{where}:{self.span.line}:{self.span.column}"
 
     def render(self) -> str:
-        lines = [f"{self.location()}: error: {self.message}"]
+        # Errors that are not about study text (a busy store, a missing eval) have no location.
+        where = f"{self.location()}: " if (self.file or self.span) else ""
+        lines = [f"{where}error: {self.message}"]
         if self.span is not None and self.source is not None:
             src_lines = self.source.splitlines() or [""]
             idx = self.span.line - 1
