@@ -28,6 +28,11 @@ def normalize_plan(plan, tree: Path) -> dict:
             ids[model.model_id] = f"<{model.label}>"
     for mid, label in ids.items():
         text = text.replace(mid, label)
+    # A zoo model's fingerprint is its recipe's hash, which changes with the zoo's code.
+    for step in plan.steps:
+        model = getattr(step.spec, "model", None)
+        if model is not None and model.path.startswith("zoo:"):
+            text = text.replace(model.fingerprint, "<zoo-recipe>")
     text = text.replace(str(tree), "<tree>")
     repo = str(Path(__file__).resolve().parents[2])
     text = text.replace(repo, "<repo>")
