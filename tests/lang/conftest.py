@@ -75,3 +75,9 @@ def study_tree(tmp_path_factory) -> Path:
     (root / "runs" / "empty").mkdir(parents=True)
     _write_data(root)
     return root
+
+
+@pytest.fixture(autouse=True)
+def _full_zoo_preset(monkeypatch):
+    """studies/toy.spark's plan depends on the zoo's layout: pin the demo's preset."""
+    monkeypatch.delenv("SPARKQL_ZOO_PRESET", raising=False)
