@@ -8,7 +8,7 @@ gets a did-you-mean hint and a wrong type says what was expected.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from sparkql.errors import SparkError, known_names_hint

@@ -66,10 +66,6 @@ def span_of(meta_or_token) -> Span:
     )
 
 
-def _tok_span(tok: Token) -> Span:
-    return span_of(tok)
-
-
 def _unquote(s: str) -> str:
     body = s[1:-1]
     out, i = [], 0
@@ -87,20 +83,20 @@ def _unquote(s: str) -> str:
 
 
 def _ident(tok: Token) -> A.Ident:
-    return A.Ident(name=str(tok), span=_tok_span(tok))
+    return A.Ident(name=str(tok), span=span_of(tok))
 
 
 def _head(tok: Token) -> A.HeadLit:
     text = str(tok)[1:]
     layer, head = text.split("H")
-    return A.HeadLit(layer=int(layer), head=int(head), span=_tok_span(tok))
+    return A.HeadLit(layer=int(layer), head=int(head), span=span_of(tok))
 
 
 def _num(tok: Token) -> A.Number:
     text = str(tok)
     is_int = all(ch.isdigit() or ch in "+-" for ch in text)
     value = int(text) if is_int else float(text)
-    return A.Number(value=value, text=text.lstrip("+"), span=_tok_span(tok))
+    return A.Number(value=value, text=text.lstrip("+"), span=span_of(tok))
 
 
 def _clauses(clauses: list) -> dict:
@@ -126,10 +122,10 @@ class _Builder(Transformer):
         return _num(items[0])
 
     def string(self, meta, items):
-        return A.String(value=_unquote(str(items[0])), span=_tok_span(items[0]))
+        return A.String(value=_unquote(str(items[0])), span=span_of(items[0]))
 
     def ident(self, meta, items):
-        return A.Word(value=str(items[0]), span=_tok_span(items[0]))
+        return A.Word(value=str(items[0]), span=span_of(items[0]))
 
     def list(self, meta, items):
         return A.ListValue(items=[v for v in items if v is not None], span=span_of(meta))
@@ -316,7 +312,7 @@ def _lark_error(e: UnexpectedInput, text: str) -> SparkError:
             span = Span(line=n_lines, column=len(last) + 1, end_line=n_lines, end_column=len(last) + 2,
                         start_pos=len(text), end_pos=len(text))
             return SparkError("unexpected end of study", span=span, hint="expected " + _expected_words(e.expected))
-        span = _tok_span(tok)
+        span = span_of(tok)
         if span.end_line != span.line:  # newline tokens: point at the line end
             span = Span(line=span.line, column=span.column, end_line=span.line, end_column=span.column + 1,
                         start_pos=span.start_pos, end_pos=span.start_pos + 1)

@@ -60,7 +60,6 @@ class Env:
     used_models: list[ModelRef] = field(default_factory=list)
     circuit_datasets: list[DatasetRef] = field(default_factory=list)
     dataset_rows: dict[str, int] = field(default_factory=dict)
-    first_row: dict[str, dict] = field(default_factory=dict)
 
 
 def _model_id(path: str, fingerprint: str) -> str:
@@ -429,9 +428,7 @@ class Resolver:
 
     def cohort_stmt(self, s: A.CohortStmt) -> None:
         O.check_options(s.options, {}, "cohort")
-        info = self.env.sets.get(s.set.name)
-        if info is None:
-            self._set_info(A.SetRef(name=s.set, span=s.set.span))
+        info = self._set_info(A.SetRef(name=s.set, span=s.set.span))
         if not info.is_diff:
             raise SparkError(f"cohort needs an emergent set from `circuit ... diff ...`; `{info.name}` is not one",
                              span=s.set.span, hint="write: circuit D on series[*] diff base as NAME; cohort NAME")
@@ -452,7 +449,7 @@ class Resolver:
             if targets is None:
                 if info.domain is None:
                     raise SparkError(f"`{info.name}` is a literal set: say which model to edit", span=s.span,
-                                     hint=f"add `on MODEL`")
+                                     hint="add `on MODEL`")
                 targets = picked or info.domain
             if info.domain is None and targets:
                 self._check_heads([A.HeadLit(layer=l, head=h) for l, h in info.literal], targets)

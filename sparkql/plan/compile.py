@@ -41,7 +41,7 @@ class _Builder:
                                    exec=exec or ExecOptions(), cost=cost or Cost(), span=span)
         return key
 
-    def load(self, ref: ModelRef, dtype: str, span) -> str:
+    def load(self, ref: ModelRef, span) -> str:
         if ref.model_id not in self.loaded:
             self.loaded[ref.model_id] = self.add(
                 "load_model", LoadModelSpec(model=ref, dtype="auto"), f"load {ref.label}", [], span)
@@ -53,7 +53,7 @@ class _Builder:
         n = min(c.n_examples or 0, c.params.examples or (c.n_examples or 0))
         cost = Cost(forward_backward=n * c.params.ig_steps, forward=2 * n)
         return self.add("circuit", spec, f"circuit {c.dataset.name} on {ref.label}",
-                        [self.load(ref, c.params.dtype, c.span)], c.span, c.exec, cost)
+                        [self.load(ref, c.span)], c.span, c.exec, cost)
 
     def circuit_stmt(self, c: RCircuit) -> None:
         base_key = self.circuit(c, c.base) if c.base else None
@@ -174,7 +174,7 @@ class _Builder:
                 heads = self.operand(v.source.name, target, list(v.source.models))
                 deps = _refs(heads)
             spec = InterveneSpec(variant=v.label, model=target, op=v.op, factor=v.factor, heads=heads, top_k=v.top_k)
-            key = self.add("intervene", spec, f"{v.label} @ {target.label}", deps + [self.load(target, "auto", v.span)], v.span)
+            key = self.add("intervene", spec, f"{v.label} @ {target.label}", deps + [self.load(target, v.span)], v.span)
             self.variant_keys[(v.label, target.model_id)] = key
 
     def eval_stmt(self, e: REval) -> None:
@@ -189,7 +189,7 @@ class _Builder:
                     think=e.think, system=e.system, instruction=e.instruction, examples=e.examples, dtype=e.dtype,
                 )
                 who = t.model.label + (f" [{t.variant}]" if t.variant else "")
-                deps = [self.load(t.model, e.dtype, e.span)] + ([vkey] if vkey else [])
+                deps = [self.load(t.model, e.span)] + ([vkey] if vkey else [])
                 cost = Cost(tokens=n_problems * e.sampling.n * e.sampling.max_tokens)
                 gk = self.add("generate", gen, f"generate {ds.name} with {who}", deps, e.span, e.exec, cost)
                 grade = GradeSpec(generate_key=gk, grader=ds.grader, think=e.think, seed=e.sampling.seed)

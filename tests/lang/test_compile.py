@@ -3,7 +3,6 @@ round trips parse(fmt(x)) == x and Plan JSON."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
