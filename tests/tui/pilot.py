@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
+import html
+import re
 import time
 
 from textual.pilot import Pilot
@@ -33,9 +36,28 @@ async def settle(pilot: Pilot, timeout: float = 15.0) -> None:
         for box in app.screen.query(Input):
             box.cursor_blink = False  # a blinking cursor would make snapshots flaky
         shot = app.export_screenshot()
-        busy = any(w.is_running for w in app.workers)
+        # Pending counts as busy: on a loaded machine a thread worker can wait to start longer
+        # than two polls, and its screen would look "stable" before its result arrived.
+        busy = any(not w.is_finished for w in app.workers)
         stable = stable + 1 if (shot == last and not busy) else 0
         if stable >= 2:
             break
         last = shot
     await pilot.pause()
+
+
+def svg_text(svg: str | bytes) -> list[str]:
+    """The text lines of an exported screenshot, to show what changed when a snapshot differs."""
+    if isinstance(svg, bytes):
+        svg = svg.decode()
+    lines: dict[int, str] = {}
+    for m in re.finditer(r'clip-path="url\(#terminal-\d+-line-(\d+)\)">(.*?)</text>', svg):
+        row = int(m.group(1))
+        lines[row] = lines.get(row, "") + html.unescape(m.group(2)).replace("\xa0", " ")
+    return [lines.get(i, "").rstrip() for i in range(max(lines, default=-1) + 1)]
+
+
+def screen_diff(name: str, expected: str | bytes, received: str | bytes) -> str:
+    """A unified diff of the text of two screenshots (colours aside)."""
+    diff = difflib.unified_diff(svg_text(expected), svg_text(received), f"{name} (snapshot)", f"{name} (now)", lineterm="")
+    return "\n".join(diff) or f"{name}: same text, different styling"
