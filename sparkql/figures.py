@@ -97,8 +97,14 @@ def _cohorts(con) -> list[dict]:
     return _rows(con, "SELECT DISTINCT cohort_key, set_name FROM cohort_checkpoints ORDER BY set_name, cohort_key")
 
 
-def _stem(kind: str, set_name: str, key: str, many: bool) -> str:
-    return f"{kind}_{_safe(set_name)}" + (f"_{key[:8]}" if many else "")
+NO_COHORTS = "no cohort results (a study needs `cohort SET`)"
+
+
+def _cohort_stem(kind: str, cohort: dict, cohorts: list[dict]) -> str:
+    """File stem of one cohort's figure: the set's name, plus its key where two cohorts share it."""
+    name = cohort["set_name"]
+    shared = sum(c["set_name"] == name for c in cohorts) > 1
+    return f"{kind}_{_safe(name)}" + (f"_{cohort['cohort_key'][:8]}" if shared else "")
 
 
 # --- figure 2 A-B -------------------------------------------------------------------------------
@@ -108,9 +114,8 @@ def cohort_figure(con, out: Path, formats=("png", "svg")) -> FigureResult:
     res = FigureResult("cohort")
     cohorts = _cohorts(con)
     if not cohorts:
-        res.skipped = "no cohort results (a study needs `cohort SET`)"
+        res.skipped = NO_COHORTS
         return res
-    names = [c["set_name"] for c in cohorts]
     for c in cohorts:
         key = c["cohort_key"]
         ck = _rows(con, "SELECT idx, step, newly_activated, maintained, reward, reward_key, model_id "
@@ -162,7 +167,7 @@ def cohort_figure(con, out: Path, formats=("png", "svg")) -> FigureResult:
             axr.set_title("(B) reward curve: no trainer_state.json log in the checkpoints")
         axr.set_xlabel("training step")
         axr.grid(alpha=0.3)
-        res.files += _save(fig, out, _stem("cohort", c["set_name"], key, names.count(c["set_name"]) > 1), formats)
+        res.files += _save(fig, out, _cohort_stem("cohort", c, cohorts), formats)
     return res
 
 
@@ -174,9 +179,8 @@ def frequency_figure(con, out: Path, formats=("png", "svg")) -> FigureResult:
     res = FigureResult("frequency")
     cohorts = _cohorts(con)
     if not cohorts:
-        res.skipped = "no cohort results (a study needs `cohort SET`)"
+        res.skipped = NO_COHORTS
         return res
-    names = [c["set_name"] for c in cohorts]
     for c in cohorts:
         key = c["cohort_key"]
         heads = _rows(con, "SELECT layer, head, origin, activation_frequency AS f, survives FROM cohort_heads "
@@ -204,7 +208,7 @@ def frequency_figure(con, out: Path, formats=("png", "svg")) -> FigureResult:
         ax.set_title(f"(C) activation frequency: {c['set_name']}\nred: base heads, blue: emergent, outline: active at the last checkpoint",
                      fontsize=9)
         fig.tight_layout()
-        res.files += _save(fig, out, _stem("frequency", c["set_name"], key, names.count(c["set_name"]) > 1), formats)
+        res.files += _save(fig, out, _cohort_stem("frequency", c, cohorts), formats)
     return res
 
 

@@ -41,14 +41,19 @@ def _assert_bitwise_same(loaded, before):
         assert torch.equal(p.view(torch.int32), before[n].view(torch.int32)), n
 
 
-def test_zero_ablation_equals_hook_bitwise(loaded):
-    variant = Variant("ablate", "ablate", heads=((0, 1), (1, 0), (1, 3)))
+def _hooked_logits(loaded, variant):
+    """Logits with the variant applied as an activation hook on o_proj's input (the reference)."""
     handles = o_proj_input_hook(loaded, variant)
     try:
-        hooked = _logits(loaded)
+        return _logits(loaded)
     finally:
         for h in handles:
             h.remove()
+
+
+def test_zero_ablation_equals_hook_bitwise(loaded):
+    variant = Variant("ablate", "ablate", heads=((0, 1), (1, 0), (1, 3)))
+    hooked = _hooked_logits(loaded, variant)
     intact = _logits(loaded)
     editor = HeadEditor(loaded)
     with editor.applied(variant):
@@ -60,12 +65,7 @@ def test_zero_ablation_equals_hook_bitwise(loaded):
 @pytest.mark.parametrize("factor", [1.3, 0.5])
 def test_scaling_equals_hook_within_tolerance(loaded, factor):
     variant = Variant(f"scale {factor}", "scale", heads=((0, 0), (1, 2)), factor=factor)
-    handles = o_proj_input_hook(loaded, variant)
-    try:
-        hooked = _logits(loaded)
-    finally:
-        for h in handles:
-            h.remove()
+    hooked = _hooked_logits(loaded, variant)
     intact = _logits(loaded)
     with HeadEditor(loaded).applied(variant):
         edited = _logits(loaded)
