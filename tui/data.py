@@ -813,13 +813,19 @@ def eval_label(con: duckdb.DuckDBPyConnection, eval_id: str) -> str:
 
 
 def problems(con: duckdb.DuckDBPyConnection, eval_id: str) -> Table:
-    """Per problem of an eval: correct samples out of graded ones."""
+    """Per problem of an eval: correct samples out of graded ones, and the most common answer.
+
+    The answer is picked by count, ties going to the answer of the earliest sample: DuckDB's
+    ``mode()`` breaks ties arbitrarily, so the column changed from one read to the next."""
     return _table(
         con,
-        """SELECT problem_id AS problem, count_if(correct) AS correct, count(*) AS samples,
+        """WITH s AS (
+               SELECT *, count(*) OVER (PARTITION BY problem_id, extracted) AS n_same
+               FROM samples WHERE eval_id = ?)
+           SELECT problem_id AS problem, count_if(correct) AS correct, count(*) AS samples,
                   count_if(finish_reason = 'length') AS truncated, any_value(gold) AS gold,
-                  mode(extracted) AS answer
-           FROM samples WHERE eval_id = ? GROUP BY problem_id
+                  arg_max(extracted, (n_same, -sample_idx)) FILTER (WHERE extracted IS NOT NULL) AS answer
+           FROM s GROUP BY problem_id
            ORDER BY try_cast(problem_id AS BIGINT) NULLS LAST, problem_id""",
         [eval_id],
     )

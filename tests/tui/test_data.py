@@ -166,6 +166,10 @@ def test_problems_and_samples(fixture_store):
         assert data.intact_counterpart(con, fx.EVAL_ABLATED) == fx.EVAL_INTACT
     assert [(r[0], r[1], r[2]) for r in probs.rows] == [(p, fx.CORRECT_INTACT[p], 4) for p in fx.PROBLEMS]
     assert [s.correct for s in samples] == [True, False, False, False]
+    # the answer column: most common extracted answer, ties to the earliest sample (stable across reads)
+    with data.connect(fixture_store) as con:
+        ablated = data.problems(con, fx.EVAL_ABLATED)
+    assert [r[ablated.columns.index("answer")] for r in ablated.rows] == ["10", "90", "12", "13", "14", "15"]
     assert samples[0].prompt == "Problem 3: what is 3 + 10?" and "\\boxed{13}" in samples[0].completion
 
 
