@@ -19,6 +19,24 @@ def _looks_like_path(s: str) -> bool:
     return "\n" not in s and (s.endswith(".spark") or Path(s).is_file())
 
 
+def _refuse_engine_reimport() -> None:
+    """vLLM starts its engine in a new process (the ``spawn`` method), which imports the script
+    that started the run again. A script that calls ``sparkql.run()`` at its top level would
+    start a second run there, and that run would find the store locked by the first. Python
+    marks a process that is still importing its parent's main module (``_inheriting``): refuse
+    with the fix instead."""
+    import multiprocessing
+
+    if getattr(multiprocessing.current_process(), "_inheriting", False):
+        from sparkql.errors import SparkError
+
+        raise SparkError(
+            "sparkql.run() was called while a new process imported your script: vLLM starts its engine in a "
+            "new process, which runs the script's top level again",
+            hint='put the call under `if __name__ == "__main__":` (see README: Python API)',
+        )
+
+
 def run(
     path_or_text: str | Path,
     db: str | Path = "sparkql.duckdb",
@@ -27,6 +45,7 @@ def run(
     device: str | None = None,
     backend: str | None = None,
     memory: str | None = None,
+    vllm_memory: float | None = None,
     batch_size: int | None = None,
     partial: bool = False,
     quiet: bool = False,
@@ -35,8 +54,8 @@ def run(
     """Compile and execute a study into the DuckDB file ``db``; returns the :class:`RunSummary`.
 
     ``path_or_text`` is a ``.spark`` file or the text of a study. ``device``, ``backend``,
-    ``memory`` and ``batch_size`` override how steps run (not what they mean: cached
-    results stay valid). ``partial`` runs what this build can run when some step kinds
+    ``memory``, ``vllm_memory`` and ``batch_size`` override how steps run (not what they mean:
+    cached results stay valid). ``partial`` runs what this build can run when some step kinds
     have no handler. Raises SparkError for mistakes in the study.
     """
     from sparkql.plan.compile import compile_file, compile_text, read_study
@@ -50,6 +69,8 @@ def run(
         text = s
     if console is None:
         console = Console(quiet=quiet, highlight=False)
-    overrides: dict[str, Any] = {"device": device, "backend": backend, "memory": memory, "batch_size": batch_size}
+    _refuse_engine_reimport()
+    overrides: dict[str, Any] = {"device": device, "backend": backend, "memory": memory, "vllm_memory": vllm_memory,
+                                 "batch_size": batch_size}
     return execute(plan, db, study_text=text, dry_run=dry_run, exec_overrides=overrides, partial=partial,
                    console=console)

@@ -12,7 +12,8 @@ Guarantees (DESIGN.md 6, issue 3):
 * one run per store at a time (:class:`sparkql.store.lock.RunLock`), while the
   store file itself is opened only inside transactions so readers can work;
 * models are loaded at most once per run (``ctx.models``) and released as
-  soon as no later step refers to them;
+  soon as no later step refers to them, before the next step starts; vLLM engines
+  too (their process exits and gives back its memory);
 * a plan containing step kinds whose handler module is not in this build is
   refused up front with the list of those kinds (``partial=True`` runs what
   can run and reports the rest as not run).
@@ -81,6 +82,13 @@ class RunSummary:
         return asdict(self)
 
 
+def _vllm_backend():
+    """The vLLM backend module when some step has imported it (never imported just to ask)."""
+    import sys
+
+    return sys.modules.get("sparkql.runtime.vllm_backend")
+
+
 class LazyModels:
     """A ``ModelCache`` created on first use, so plans without model-loading steps never import torch."""
 
@@ -100,9 +108,18 @@ class LazyModels:
     def release(self, model_id: str) -> None:
         if self._cache is not None:
             self._cache.release(model_id)
+        vllm = _vllm_backend()
+        if vllm is not None:
+            vllm.release_engines(model_id)
 
     def loaded(self) -> list[str]:
-        return [] if self._cache is None else self._cache.loaded()
+        """Models held for this run: loaded transformers models and running vLLM engines (an engine
+        holds its model's weights and KV cache, in another process)."""
+        held = set() if self._cache is None else set(self._cache.loaded())
+        vllm = _vllm_backend()
+        if vllm is not None:
+            held |= vllm.engine_models()
+        return sorted(held)
 
     def __getattr__(self, name):  # anything else ModelCache offers
         return getattr(self._get_cache(), name)

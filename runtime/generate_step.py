@@ -84,16 +84,41 @@ def load_variant(ctx: RunContext, variant_key: str | None, model_id: str) -> Var
     return Variant(name, op, tuple(parse_head(h) for h in heads or []), float(factor or 0.0))
 
 
-def run_generate(step: Step, ctx: RunContext) -> StepOutput:
-    from sparkql.runtime.vllm_backend import resolve_backend
+def eval_backend(step: Step) -> str:
+    """The backend of this eval (runtime/backend.py), and vLLM's limits: ``auto`` falls back to
+    transformers for an eval vLLM cannot sample (temperature above 2); an explicit ``vllm`` is a
+    SparkError (the compiler catches it in the study; this catches ``--backend vllm``)."""
+    from sparkql.runtime.backend import choose_backend
 
+    spec: GenerateSpec = step.spec  # type: ignore[assignment]
+    backend = choose_backend(step.exec.backend, step.exec.device)
+    if backend == "vllm" and spec.sampling.temperature > 2.0:
+        if step.exec.backend == "auto":
+            return "transformers"
+        raise SparkError(f"vLLM samples at temperatures up to 2, not {spec.sampling.temperature:g}",
+                         hint="lower the temperature, or use backend = transformers")
+    return backend
+
+
+def run_generate(step: Step, ctx: RunContext) -> StepOutput:
     spec: GenerateSpec = step.spec  # type: ignore[assignment]
     eval_id = step.key
     sp = spec.sampling
     grader = spec.dataset.grader
     rows = dataset_problems(spec)
     variant = load_variant(ctx, spec.variant_key, spec.model.model_id)
-    backend = resolve_backend(step.exec.backend, step.exec.device)
+    backend = eval_backend(step)
+    if backend == "vllm":
+        from sparkql.runtime.vllm_backend import concrete_dtype, engine_device
+
+        device = engine_device(step.exec.device)
+        dtype = concrete_dtype(spec.dtype, device)
+    else:
+        from sparkql.runtime.models import resolve_device, resolve_dtype
+        from sparkql.runtime.vllm_backend import DTYPE_NAMES
+
+        device = resolve_device(step.exec.device).type
+        dtype = DTYPE_NAMES[str(resolve_dtype(spec.dtype, resolve_device(step.exec.device))).replace("torch.", "")]
 
     have = {(p, int(i)) for p, i in ctx.query("SELECT problem_id, sample_idx FROM samples WHERE eval_id = ?", [eval_id])}
     todo_rows = [r for r in rows if any((r["id"], i) not in have for i in range(sp.n))]
@@ -103,7 +128,7 @@ def run_generate(step: Step, ctx: RunContext) -> StepOutput:
         "variant_id": spec.variant_key, "dataset": spec.dataset.name, "n": sp.n,
         "temperature": sp.temperature, "top_p": sp.top_p, "top_k": sp.top_k, "min_p": sp.min_p,
         "max_tokens": sp.max_tokens, "seed": sp.seed, "think": spec.think, "backend": backend,
-        "n_problems": len(rows), "grader": grader,
+        "n_problems": len(rows), "grader": grader, "dtype": dtype, "canary_agreement": None,
     }
     missing = sum(1 for r in rows for i in range(sp.n) if (r["id"], i) not in have)
     if missing == 0:
@@ -122,12 +147,8 @@ def run_generate(step: Step, ctx: RunContext) -> StepOutput:
         written += len(batch)
 
     golds = {r["id"]: gold_for(grader, r, r["id"], sp.seed) for r in todo_rows}
+    summary: dict = {}
     task = None
-    if ctx.progress is not None:
-        from rich.markup import escape  # labels such as ckpt[step=200] must not read as markup
-
-        task = ctx.progress.task(escape(f"generate {spec.model.label} {spec.variant} on {spec.dataset.name}"),
-                                 total=missing)
     try:
         if backend == "vllm":
             from sparkql.runtime.vllm_backend import generate_vllm, tokenizer_for
@@ -137,14 +158,23 @@ def run_generate(step: Step, ctx: RunContext) -> StepOutput:
             n_layers, n_heads, head_dim = _shape(spec.model.path)
             if variant is not None:
                 check_heads(variant.heads, n_layers, n_heads, where=f"model {spec.model.label}")
-            _, tput = generate_vllm(spec.model.path, requests, sp, variant, dtype=spec.dtype, n_heads=n_heads,
-                                    head_dim=head_dim, on_batch=store, progress_task=task)
+            canary = _canary(spec, step, ctx, requests, variant, dtype, device, n_heads, head_dim)
+            if canary is not None:
+                eval_row["canary_agreement"] = canary.agreement
+                summary["canary"] = round(canary.agreement, 3)
+            task = _task(ctx, spec, missing)
+            _, tput = generate_vllm(spec.model.path, requests, sp, variant, dtype=dtype, n_heads=n_heads,
+                                    head_dim=head_dim, model_id=spec.model.model_id, memory=step.exec.vllm_memory,
+                                    device=device, on_batch=store, progress_task=task)
+            if tput.greedy_copies:
+                summary["greedy_copies"] = tput.greedy_copies
         else:
             from sparkql.runtime.generation import generate_transformers
             from sparkql.runtime.interventions import HeadEditor
 
             lm = ctx.models.get(spec.model, spec.dtype, step.exec.device)
             requests = _requests(spec, todo_rows, have, lm.tokenizer, grader)
+            task = _task(ctx, spec, missing)
             with HeadEditor(lm).applied(variant):
                 _, tput = generate_transformers(lm, requests, sp, batch_size=step.exec.batch_size,
                                                 on_batch=store, progress_task=task)
@@ -152,8 +182,68 @@ def run_generate(step: Step, ctx: RunContext) -> StepOutput:
         if task is not None:
             task.close()
     summary = {"generated": written, "reused": len(have), "tokens": tput.tokens, "tok_s": round(tput.rate, 1),
-               "backend": backend}
+               "backend": backend, "dtype": dtype, **summary}
     return StepOutput(tables={"evals": [eval_row]}, summary=summary)
+
+
+def _task(ctx: RunContext, spec: GenerateSpec, total: int):
+    if ctx.progress is None:
+        return None
+    from rich.markup import escape  # labels such as ckpt[step=200] must not read as markup
+
+    return ctx.progress.task(escape(f"generate {spec.model.label} {spec.variant} on {spec.dataset.name}"), total=total)
+
+
+def _canary(spec: GenerateSpec, step: Step, ctx: RunContext, requests: list, variant, dtype: str, device: str,
+            n_heads: int, head_dim: int):
+    """The vLLM backend's greedy canary (runtime/vllm_backend.py): a few of the eval's prompts
+    decoded greedily by both backends with the same edit and dtype; SparkError below the
+    threshold. None when switched off (``SPARKQL_VLLM_CANARY=0``)."""
+    import os
+
+    from sparkql.runtime import vllm_backend as V
+
+    if os.environ.get("SPARKQL_VLLM_CANARY", "1") == "0" or not requests:
+        return None
+    prompts = V.canary_prompts(requests)
+    tokens = min(V.CANARY_TOKENS, spec.sampling.max_tokens)
+    if ctx.log is not None:
+        ctx.log(f"greedy canary: {len(prompts)} prompts x {tokens} tokens, vLLM vs transformers ({dtype} on {device})")
+    reference = _reference(spec, prompts, variant, dtype, device, tokens)
+    eng = V.engine_for(spec.model.path, dtype, model_id=spec.model.model_id, memory=step.exec.vllm_memory,
+                       device=device)
+    return V.run_canary(eng, prompts, reference, variant, n_heads=n_heads, head_dim=head_dim, tokens=tokens,
+                        label=f"{spec.model.label} {spec.variant}")
+
+
+def _reference(spec: GenerateSpec, prompts: list[str], variant, dtype: str, device: str, tokens: int):
+    """The transformers backend's greedy token ids for the canary, from a copy of the model
+    loaded for it and freed at once. Computed before the engine starts when it is not running;
+    when a running engine leaves no room on the GPU, the engine is released (the canary restarts
+    it) rather than skipping the check."""
+    import gc
+
+    import torch
+
+    from sparkql.runtime import vllm_backend as V
+    from sparkql.runtime.models import load_model
+
+    def once():
+        lm = load_model(spec.model.path, dtype=dtype, device=device, ref=spec.model)
+        try:
+            return V.transformers_reference(lm, prompts, variant, tokens)
+        finally:
+            del lm
+            gc.collect()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+
+    try:
+        return once()
+    except (SparkError, torch.OutOfMemoryError) as e:
+        if "out of memory" not in str(getattr(e, "message", e)).lower() or not V.release_engines(spec.model.model_id):
+            raise
+        return once()
 
 
 def _requests(spec: GenerateSpec, rows: list[dict], have: set, tokenizer, grader: str) -> list:

@@ -69,6 +69,9 @@ class GenResult:
     """stop (an EOS token) | length (max_tokens, or the model's context, reached)"""
     n_tokens: int
     """Generated tokens, the stop token included."""
+    token_ids: tuple[int, ...] = ()
+    """The generated token ids, the stop token included (the vLLM backend's greedy canary compares
+    them: re-tokenizing a completion need not give back its ids)."""
 
 
 def sample_seed(seed: int, problem_id: str, sample_idx: int) -> int:
@@ -270,7 +273,8 @@ class _Batch:
     def result(self, row: _Row) -> GenResult:
         body = row.tokens[:-1] if row.finish == "stop" else row.tokens
         text = self.tok.decode(body, skip_special_tokens=False)
-        return GenResult(row.req.problem_id, row.req.sample_idx, row.req.prompt, text, row.finish, len(row.tokens))
+        return GenResult(row.req.problem_id, row.req.sample_idx, row.req.prompt, text, row.finish, len(row.tokens),
+                         tuple(row.tokens))
 
 
 @torch.no_grad()

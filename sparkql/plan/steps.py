@@ -260,6 +260,10 @@ class ExecOptions(Frozen):
     memory: str | None = None
     """Memory budget for fused IG batching, e.g. ``8GiB`` (None: a safe share of free memory)."""
     backend: Literal["transformers", "vllm", "auto"] = "auto"
+    """As the study asked; the generate step decides ``auto`` when it runs (runtime/backend.py)."""
+    vllm_memory: float | None = None
+    """Memory of a vLLM engine: <= 1 a fraction of the device's memory, > 1 a KV cache size in bytes
+    (None: 0.8 on a GPU, 1 GiB of KV cache on a CPU)."""
     batch_size: int | None = None
 
 

@@ -34,6 +34,10 @@ MIGRATIONS: dict[int, list[str]] = {
         TABLES["cohort_members"],
         "ALTER TABLE evals ADD COLUMN IF NOT EXISTS grader VARCHAR",
     ],
+    3: [
+        "ALTER TABLE evals ADD COLUMN IF NOT EXISTS dtype VARCHAR",
+        "ALTER TABLE evals ADD COLUMN IF NOT EXISTS canary_agreement DOUBLE",
+    ],
 }
 
 

@@ -12,7 +12,7 @@ Ids: ``model_id`` is ModelRef.model_id; ``circuit_id``, ``set_key``,
 them (content addresses), so the same work in two studies is one row.
 """
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 TABLES: dict[str, str] = {
     "meta": """
@@ -188,7 +188,9 @@ TABLES: dict[str, str] = {
             think BOOLEAN,
             backend VARCHAR,
             n_problems INTEGER,
-            grader VARCHAR             -- math | gsm8k | gpqa | triviaqa | exact (how `sparkql regrade` grades)
+            grader VARCHAR,            -- math | gsm8k | gpqa | triviaqa | exact (how `sparkql regrade` grades)
+            dtype VARCHAR,             -- v3: the dtype the samples were generated in (auto resolved: fp32 | bf16 | ...)
+            canary_agreement DOUBLE    -- v3: vLLM's greedy canary vs the transformers backend (NULL: not run)
         )""",
     "samples": """
         CREATE TABLE IF NOT EXISTS samples (

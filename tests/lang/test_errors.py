@@ -57,6 +57,10 @@ BAD: dict[str, str] = {
     "set_think": M + "set think = off\n",
     "cohort_with_options": M + "circuit aime24 on ckpt[*] diff base\ncohort emergent with steps = 3\n",
     "bad_memory_size": M + 'set memory = "lots"\n',
+    # vLLM's own limits, caught at compile time when a study asks for backend = vllm
+    "vllm_temperature_above_two": M + "set backend = vllm\neval pass@k on aime24 with temperature = 2.5\n",
+    "vllm_memory_fraction_above_one": M + "set vllm_memory = 1.5\n",
+    "vllm_memory_not_a_size": M + 'set vllm_memory = "lots"\n',
     "string_for_number": M + 'eval pass@k on aime24 with n = "4"\n',
     # selectors
     "index_out_of_range": M + "circuit aime24 on ckpt[7] diff base\n",
