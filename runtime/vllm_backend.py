@@ -121,6 +121,13 @@ def stop_ids_for(path: str) -> list[int]:
     return ids
 
 
+def max_context(path: str) -> int:
+    """The model's context (max_position_embeddings, as the transformers backend reads it; 0 when
+    the config does not say)."""
+    cfg = json.loads((model_dir(path) / "config.json").read_text())
+    return int(cfg.get("max_position_embeddings") or 0)
+
+
 # --------------------------------------------------------------------------- device and dtype
 
 
@@ -349,6 +356,7 @@ def generate_vllm(model_path: str, requests: Sequence, sampling, variant=None, *
     eng = engine_for(model_path, dtype, model_id=model_id, memory=memory, device=device)
     tok = tokenizer_for(model_path)
     stops = stop_ids_for(model_path)
+    max_ctx = max_context(model_path)
     meter = _Meter()
     results: list = []
     runs = _runs(requests)
@@ -361,12 +369,18 @@ def generate_vllm(model_path: str, requests: Sequence, sampling, variant=None, *
             size += len(run)
             if size < CHUNK_SAMPLES and i < len(runs) - 1:
                 continue
-            prompts = [{"prompt_token_ids": tok(r[0].prompt, add_special_tokens=False)["input_ids"]} for r in chunk]
-            params = [_params(sampling, len(r), r[0].seed, stops) for r in chunk]
-            outs = eng.llm.generate(prompts, params, use_tqdm=False)
+            ids = [tok(r[0].prompt, add_special_tokens=False)["input_ids"] for r in chunk]
+            # Each run's own budget, as the transformers backend sets it: max_tokens, and what its
+            # prompt leaves of the context (a prompt that fills it gets an empty "length" sample).
+            budgets = [min(sampling.max_tokens, max_ctx - len(x)) if max_ctx else sampling.max_tokens for x in ids]
+            live = [i for i, b in enumerate(budgets) if b > 0]
+            outs = dict(zip(live, eng.llm.generate(
+                [{"prompt_token_ids": ids[i]} for i in live],
+                [_params(sampling, len(chunk[i]), chunk[i][0].seed, stops, budgets[i]) for i in live],
+                use_tqdm=False))) if live else {}
             done = []
-            for run_, out in zip(chunk, outs):
-                comps = _completions(out, stops)
+            for j, run_ in enumerate(chunk):
+                comps = _completions(outs[j], stops) if j in outs else [([], "length")] * len(run_)
                 if sampling.temperature == 0:  # one greedy sample stands for the run's identical others
                     meter.greedy_copies += len(run_) - 1
                     comps = comps[:1] * len(run_)
@@ -442,13 +456,18 @@ def vllm_greedy(eng: Engine, prompts: Sequence[str], variant, tokens: int, *, n_
     tok = tokenizer_for(eng.path)
     stops = stop_ids_for(eng.path)
     sp = SamplingParams(n=1, temperature=0.0, top_p=1.0, top_k=0, min_p=0.0, max_tokens=tokens, seed=0)
+    max_ctx = max_context(eng.path)
+    ids = [tok(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    budgets = [min(tokens, max_ctx - len(x)) if max_ctx else tokens for x in ids]
+    live = [i for i, b in enumerate(budgets) if b > 0]
     apply_variant(eng, variant, n_heads, head_dim)
     try:
-        outs = eng.llm.generate([{"prompt_token_ids": tok(p, add_special_tokens=False)["input_ids"]} for p in prompts],
-                                [_params(sp, 1, 0, stops) for _ in prompts], use_tqdm=False)
+        outs = eng.llm.generate([{"prompt_token_ids": ids[i]} for i in live],
+                                [_params(sp, 1, 0, stops, budgets[i]) for i in live], use_tqdm=False) if live else []
     finally:
         apply_variant(eng, None, n_heads, head_dim)
-    return [_completions(o, stops)[0][0] for o in outs]
+    got = dict(zip(live, outs))
+    return [_completions(got[i], stops)[0][0] if i in got else [] for i in range(len(prompts))]
 
 
 @dataclass(frozen=True)
