@@ -42,6 +42,10 @@ BACKEND = _o("backend", "enum", "Generation backend: vllm (GPU, optional extra),
              ["transformers", "vllm", "auto"], default="auto")
 BATCH = _o("batch_size", "int", "Rows per forward pass (execution only; never part of a result's key).", min=1)
 
+EXTRACT = _o("extract", "enum", "Answer extraction for math grading: strict (the last \\boxed{} after </think>, "
+             "the paper's rule) or lenient (Math-Verify's order: boxed, \"final answer is\", \"Answer:\", then the last "
+             "LaTeX or plain value).", ["strict", "lenient"], default="strict")
+
 CIRCUIT_OPTIONS = {o.name: o for o in [
     _o("steps", "int", "Integrated-gradients steps m.", min=1, default=100),
     _o("top_n", "int", "Edges kept by |score| before pruning.", min=1, default=5000),
@@ -68,6 +72,7 @@ EVAL_OPTIONS = {o.name: o for o in [
     _o("examples", "int", "Use only the first N problems.", min=1),
     _o("instruction", "str", "Instruction appended to each problem.",
        default="Let's think step by step and output the final answer within \\boxed{}."),
+    EXTRACT,
 ]}
 
 GLOBAL_OPTIONS = {o.name: o for o in [
@@ -79,6 +84,7 @@ MODEL_OPTIONS = {o.name: o for o in [DTYPE, GLOBAL_OPTIONS["trust_remote_code"]]
 DATASET_OPTIONS = {o.name: o for o in [
     _o("grader", "enum", "How answers are graded.", ["math", "gsm8k", "triviaqa", "gpqa", "exact"]),
     _o("format", "enum", "File format (default: from the extension).", ["jsonl", "json", "csv", "parquet"]),
+    EXTRACT,
 ]}
 CIRCUIT_WITH = {**CIRCUIT_OPTIONS, **{o.name: o for o in [DTYPE, DEVICE, SEED, MEMORY, BATCH, SYSTEM, THINK]}}
 EVAL_WITH = {**EVAL_OPTIONS, **{o.name: o for o in [DTYPE, DEVICE, SEED, BACKEND, BATCH, SYSTEM, THINK]}}

@@ -60,6 +60,9 @@ class Env:
     used_models: list[ModelRef] = field(default_factory=list)
     circuit_datasets: list[DatasetRef] = field(default_factory=list)
     dataset_rows: dict[str, int] = field(default_factory=dict)
+    dataset_extract: dict[str, str] = field(default_factory=dict)
+    """``extract`` given on a dataset statement (kept out of DatasetRef: it changes how answers
+    are graded, not what is generated, so it must not change the generate step's key)."""
 
 
 def _model_id(path: str, fingerprint: str) -> str:
@@ -236,6 +239,8 @@ class Resolver:
                          fingerprint=dataset_fingerprint(path))
         self.env.datasets[name] = ref
         self.env.dataset_rows[name] = _count_rows(path, fmt)
+        if "extract" in opts:
+            self.env.dataset_extract[name] = opts["extract"]
 
     def dataset(self, ident: A.Ident) -> DatasetRef:
         name = ident.name
@@ -530,7 +535,16 @@ class Resolver:
             instruction=self._get("instruction", opts, O.EVAL_OPTIONS), examples=self._get("examples", opts, O.EVAL_OPTIONS),
             dtype=self._dtype(opts, [t.model for t in targets]), exec=self._exec(opts),
             n_problems={d.name: self.env.dataset_rows.get(d.name, 0) for d in datasets}, span=s.span,
+            extract={d.name: self._extract(d.name, opts) for d in datasets},
         ))
+
+    def _extract(self, dataset: str, opts: dict) -> str:
+        """The eval's own ``extract``, else the dataset's, else the latest ``set``, else strict."""
+        if "extract" in opts:
+            return opts["extract"]
+        if dataset in self.env.dataset_extract:
+            return self.env.dataset_extract[dataset]
+        return self._get("extract", {}, O.EVAL_OPTIONS)
 
     # ---- driver ---------------------------------------------------------------------
     def run(self, tree: A.StudyAst) -> Study:

@@ -96,6 +96,8 @@ class REval(R):
     dtype: str
     exec: ExecOptions
     n_problems: dict[str, int] = Field(default_factory=dict)
+    extract: dict[str, str] = Field(default_factory=dict)
+    """dataset name -> answer-extraction rule (strict | lenient) of its grade step."""
 
 
 Resolved = Union[RCircuit, RHeads, RCohort, RIntervene, REval]

@@ -192,7 +192,8 @@ class _Builder:
                 deps = [self.load(t.model, e.span)] + ([vkey] if vkey else [])
                 cost = Cost(tokens=n_problems * e.sampling.n * e.sampling.max_tokens)
                 gk = self.add("generate", gen, f"generate {ds.name} with {who}", deps, e.span, e.exec, cost)
-                grade = GradeSpec(generate_key=gk, grader=ds.grader, think=e.think, seed=e.sampling.seed)
+                grade = GradeSpec(generate_key=gk, grader=ds.grader, think=e.think, seed=e.sampling.seed,
+                                  extract=e.extract.get(ds.name, "strict"))
                 rk = self.add("grade", grade, f"grade {ds.name} of {who}", [gk], e.span)
                 agg = AggregateSpec(generate_key=gk, grade_key=rk, ks=e.ks, seed=e.sampling.seed)
                 self.add("aggregate", agg, f"pass@k {ds.name} of {who}", [gk, rk], e.span)

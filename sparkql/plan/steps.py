@@ -18,7 +18,7 @@ import hashlib
 import json
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_serializer
 
 from sparkql.errors import Span
 
@@ -232,6 +232,17 @@ class GradeSpec(Frozen):
     think: bool = True
     seed: int = 0
     """Seed of the GPQA option shuffle."""
+    extract: Literal["strict", "lenient"] = "strict"
+    """Answer extraction for math (strict: the last \\boxed{}; lenient: Math-Verify's order)."""
+
+    @model_serializer(mode="wrap")
+    def _omit_default_extract(self, handler):
+        # ``strict`` is what every grade step did before the option existed: leaving it out of
+        # the dump keeps those steps' keys (and results) valid.
+        data = handler(self)
+        if isinstance(data, dict) and data.get("extract") == "strict":
+            del data["extract"]
+        return data
 
 
 class AggregateSpec(Frozen):
