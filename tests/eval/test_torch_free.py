@@ -1,5 +1,5 @@
-"""Grading, metrics, the diff and `sparkql regrade`/`diff` never load torch, transformers or
-vLLM: they must work on a laptop that only reads a results store, and in the TUI."""
+"""Grading, metrics, the diff and `sparkql regrade`/`diff`/`grade` never load torch,
+transformers or vLLM: they must work on a laptop that only reads a results store, and in the TUI."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import sys
 MODULES = [
     "sparkql.runtime.grading", "sparkql.runtime.metrics", "sparkql.runtime.grade_step",
     "sparkql.runtime.aggregate_step", "sparkql.runtime.qualitative", "sparkql.runtime.vllm_backend",
-    "sparkql.cli.cmd_regrade", "sparkql.cli.cmd_diff",
+    "sparkql.cli.cmd_regrade", "sparkql.cli.cmd_diff", "sparkql.cli.cmd_grade",
+    "sparkql.runtime.answers", "sparkql.runtime.verify_pool", "sparkql.runtime.grade_file",
 ]
 
 
