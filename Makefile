@@ -32,3 +32,4 @@ bench: $(STAMP)
 	$(PY) benchmarks/eap_ig.py
 	$(PY) benchmarks/generate.py
 	$(PY) benchmarks/tui.py
+	$(PY) benchmarks/grading.py

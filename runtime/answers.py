@@ -214,9 +214,9 @@ _PERCENT_RE = re.compile(r"\s*(?:\\?%|percent(?:age)?\b|pct\b)", re.I)
 # and has an operator (1/2, 3*4+1, 2^10), or a bare \frac{1}{2}. The repeats are bounded and
 # cannot overlap much: linear in the text.
 _PLAIN_RE = re.compile(
-    r"(?:(?<=[\s=(*])|^)(?:[$€£¥]\s?)?(?P<v>"
+    r"(?:(?<=[\s=(*])|^)(?:[$€£¥] ?)?(?P<v>"
     r"-?\\[dt]?frac\{-?\d+(?:[.,]\d+)?\}\{-?\d+(?:[.,]\d+)?\}"
-    r"|-?\(?-?\d[\d. ]{0,30}[+\-*/^×÷][\d. +\-*/^×÷()]{0,60}[\d)]"
+    r"|-?\(?-?\d[\d. ]{0,30}+[+\-*/^×÷][\d. +\-*/^×÷()]{0,60}[\d)]"
     r"|-?(?:[1-9]\d{0,2}(?:[ ,]\d{3})+(?:\.\d+)?|\d+(?:[.,]\d+)?|\.\d+)"
     r")(?!\s*=)")
 _FINAL_ANSWER_RE = re.compile(r"(?i:final answer)[^\n]{0,100}?\s(?i:is):?\s*")
@@ -263,15 +263,15 @@ def _span_run_backward(text: str, spans: list[Span], i: int, limit: int = 6) -> 
 
 
 class _Scan:
-    """The LaTeX spans and plain values of one region, found once (linear) and then looked up
-    by position (bisect) from every anchor."""
+    """The LaTeX spans and plain values of one region, each found in one linear scan, then
+    looked up by position (bisect) from every anchor."""
 
     def __init__(self, text: str) -> None:
         self.text = text
         self.spans = latex_spans(text)
         self.span_starts = [s.start for s in self.spans]
-        self.plains = [m for m in _PLAIN_RE.finditer(text) if self.outside(m.start())]
-        self.plain_starts = [m.start() for m in self.plains]
+        self._plains: list[re.Match] | None = None
+        self._plain_starts: list[int] = []
 
     def outside(self, pos: int) -> bool:
         j = bisect.bisect_right(self.span_starts, pos) - 1
@@ -279,6 +279,28 @@ class _Scan:
 
     def plain(self, m: re.Match) -> _Value:
         return _with_percent(self.text, _Value(m.start(), m.end(), _plain_value(m)))
+
+    @property
+    def plains(self) -> list[re.Match]:
+        """Every plain value outside LaTeX spans, in order (one scan, on first use)."""
+        if self._plains is None:
+            found: list[re.Match] = []
+            j, spans = 0, self.spans  # matches come in order: walk the spans alongside
+            for m in _PLAIN_RE.finditer(self.text):
+                pos = m.start()
+                while j < len(spans) and spans[j].end <= pos:
+                    j += 1
+                if j == len(spans) or spans[j].start > pos:
+                    found.append(m)
+            self._plains = found
+            self._plain_starts = [m.start() for m in found]
+        return self._plains
+
+    def first_plain(self, a: int, window: int) -> re.Match | None:
+        """The first plain value outside LaTeX spans starting within ``window`` after ``a``."""
+        plains = self.plains
+        i = bisect.bisect_left(self._plain_starts, a)
+        return plains[i] if i < len(plains) and plains[i].start() <= a + window else None
 
     def after_anchor(self, a: int, window: int, exact: bool) -> _Value | None:
         """The value an anchor ending at ``a`` introduces: a span (run) starting within
@@ -298,9 +320,7 @@ class _Scan:
                     k += 1
                 m = _PLAIN_RE.match(text, k)
         if m is None:
-            i = bisect.bisect_left(self.plain_starts, a)
-            if i < len(self.plains) and self.plain_starts[i] <= a + window:
-                m = self.plains[i]
+            m = self.first_plain(a, window)
         if m is not None and self.outside(m.start()):
             cands.append(self.plain(m))
         return max(cands, key=lambda v: v.end) if cands else None

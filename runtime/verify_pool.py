@@ -31,6 +31,13 @@ _BOOT = ("import sys, json; sys.path[:0] = json.loads(sys.argv[1]); "
          "from sparkql.runtime.verify_pool import worker_main; worker_main(int(sys.argv[2]), int(sys.argv[3]))")
 
 
+WARM_UP = [("\\frac12", "0.5"), ("(x+1)^2", "x^2+2x+1"), ("[0,1)", "[0,1)"), ("\\{1,2\\}", "2, 1"),
+           ("90^\\circ", "\\frac{\\pi}{2}"), ("x=3", "3"), ("2\\sqrt{2}", "\\sqrt8"), ("25\\%", "0.25")]
+"""Answers each worker verifies before it reports ready: the first use of sympy's polynomial,
+set and trigonometric code imports and caches a lot (about 2 s on a loaded core), which must
+not count against the first real answer's deadline."""
+
+
 def _verifier():
     """(gold, pred) -> bool with math-verify, configured as the grader uses it: the gold wrapped
     in ``$...$``, the extracted answer in ``\\boxed{}``. Timeouts off (the caller's deadline)."""
@@ -54,6 +61,11 @@ def worker_main(read_fd: int, write_fd: int) -> None:  # pragma: no cover - runs
     """Loop: receive (gold, pred), answer ("ok", bool) or ("error", message)."""
     conn_in, conn_out = Connection(read_fd, writable=False), Connection(write_fd, readable=False)
     check = _verifier()
+    for gold, pred in WARM_UP:  # sympy imports much of itself on first use: not on an answer's clock
+        try:
+            check(gold, pred)
+        except Exception:  # noqa: BLE001 - a warm-up failure is not the worker's failure
+            pass
     conn_out.send(("ready", None))
     while True:
         try:
@@ -104,6 +116,9 @@ class VerifyResult:
     """ok | timeout | error"""
     correct: bool
     detail: str = ""
+    seconds: float = 0.0
+    """Wall time from handing the answer to a worker to its verdict (at most the deadline plus
+    the pool's reaction time; never the time spent waiting for a worker to start)."""
 
 
 @dataclass
@@ -171,7 +186,11 @@ class VerifyPool:
         results: list[VerifyResult | None] = [None] * len(pairs)
         if not pairs:
             return []
-        while len(self._pool) < min(self.workers, len(pairs)):
+        # One spare process beyond the workers when there is more work than workers: a worker
+        # killed at its deadline is then replaced by one that is already up, and the answers
+        # after a timeout never wait for an interpreter to start.
+        want = min(self.workers, len(pairs)) + (1 if len(pairs) > self.workers else 0)
+        while len(self._pool) < want:
             w = self._spawn()
             if w is None:
                 return self._check_in_process(pairs)
@@ -184,13 +203,16 @@ class VerifyPool:
                     results[i] = r
                 todo = []
                 break
-            for w in self._pool:  # hand out work to ready, idle workers
-                if todo and w.ready and w.task is None:
+            busy = sum(w.task is not None for w in self._pool)
+            for w in self._pool:  # hand out work to ready, idle workers, at most `workers` at once
+                if todo and w.ready and w.task is None and busy < self.workers:
+                    busy += 1
                     i = todo.pop()
                     try:
                         w.send.send(pairs[i])
                     except OSError:
                         todo.append(i)
+                        busy -= 1
                         self._replace(w)
                         continue
                     w.task, w.deadline = i, time.monotonic() + self.timeout_s
@@ -222,11 +244,14 @@ class VerifyPool:
                     continue
                 i, w.task = w.task, None
                 if i is not None:
-                    results[i] = VerifyResult("ok", bool(value)) if kind == "ok" else VerifyResult("error", False, str(value))
+                    took = time.monotonic() - (w.deadline - self.timeout_s)
+                    results[i] = (VerifyResult("ok", bool(value), seconds=took) if kind == "ok"
+                                  else VerifyResult("error", False, str(value), took))
             now = time.monotonic()
             for w in list(self._pool):
                 if w.task is not None and now >= w.deadline:
-                    results[w.task] = VerifyResult("timeout", False, f"math-verify took over {self.timeout_s:g}s")
+                    results[w.task] = VerifyResult("timeout", False, f"math-verify took over {self.timeout_s:g}s",
+                                                   now - (w.deadline - self.timeout_s))
                     w.task = None
                     self._replace(w)
                 elif not w.ready and now >= w.started + self.start_timeout_s:
