@@ -262,6 +262,7 @@ def _eval_lines(con) -> list[dict]:
         SELECT coalesce(m.label, e.model_id) AS model, e.variant, e.dataset, x.metric, x.k, x.value, x.stderr
         FROM metrics x JOIN evals e USING (eval_id) LEFT JOIN models m USING (model_id)
         WHERE x.metric IN ('pass@k', 'success@k') AND x.k IS NOT NULL
+          AND e.regraded_from IS NULL  -- the study's own gradings, not `sparkql regrade --extract` copies
         ORDER BY model, e.variant, e.dataset, x.metric, x.k""")
 
 
@@ -303,7 +304,7 @@ def scores_figure(con, out: Path, formats=("png", "svg")) -> FigureResult:
     res = FigureResult("scores")
     rows = _rows(con, """
         SELECT coalesce(model, model_id) AS model, variant, dataset, metric, k, value, delta
-        FROM scores WHERE metric IN ('pass@k', 'success@k', 'accuracy')
+        FROM scores WHERE metric IN ('pass@k', 'success@k', 'accuracy') AND regraded_from IS NULL
         ORDER BY model, variant = 'intact' DESC, variant, dataset, metric, k""")
     if not rows:
         res.skipped = "no metrics (a study needs `eval` and its aggregate step)"

@@ -782,7 +782,7 @@ def eval_table(con: duckdb.DuckDBPyConnection, run_id: str = ALL_RUNS) -> Table:
         f"""WITH e AS (SELECT *, eval_id AS k, coalesce(variant, 'intact') AS v,
                               coalesce(extract, 'strict') AS x FROM evals),
                 mx AS (
-                    SELECT e.eval_id, e.model_id, e.dataset, e.n, e.think, e.v, e.x, mt.metric, mt.k AS kk, mt.value, mt.stderr
+                    SELECT e.eval_id, e.model_id, e.dataset, e.n, e.think, e.v, e.x, e.regraded_from AS rf, mt.metric, mt.k AS kk, mt.value, mt.stderr
                     FROM e JOIN metrics mt USING (eval_id) WHERE {pred} AND mt.metric NOT IN ({skip})),
                 st AS (SELECT eval_id, {statuses} FROM samples GROUP BY eval_id)
             SELECT mx.dataset, {_LABEL.format(col='mx.model_id')} AS model,
@@ -793,10 +793,10 @@ def eval_table(con: duckdb.DuckDBPyConnection, run_id: str = ALL_RUNS) -> Table:
                    mx.eval_id, {", ".join(f"st.{s}" for s in STATUS_METRICS)}
             FROM mx LEFT JOIN models m ON m.model_id = mx.model_id
             LEFT JOIN st ON st.eval_id = mx.eval_id
-            LEFT JOIN (SELECT e.model_id, e.dataset, e.n, e.think, e.x, mt.metric, mt.k, mt.value
+            LEFT JOIN (SELECT e.model_id, e.dataset, e.n, e.think, e.x, e.regraded_from AS rf, mt.metric, mt.k, mt.value
                        FROM e JOIN metrics mt USING (eval_id) WHERE e.v = 'intact') i
               ON i.model_id = mx.model_id AND i.dataset IS NOT DISTINCT FROM mx.dataset AND i.n IS NOT DISTINCT FROM mx.n
-                 AND i.think IS NOT DISTINCT FROM mx.think AND i.x = mx.x
+                 AND i.think IS NOT DISTINCT FROM mx.think AND i.x = mx.x AND (i.rf IS NULL) = (mx.rf IS NULL)
                  AND i.metric = mx.metric AND i.k IS NOT DISTINCT FROM mx.kk
             ORDER BY mx.dataset, model, mx.metric, mx.kk NULLS FIRST, mx.v <> 'intact', mx.v, mx.x""",
         params,

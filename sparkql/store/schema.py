@@ -333,11 +333,12 @@ VIEWS: dict[str, str] = {
         WITH s AS (
             SELECT e.eval_id, e.model_id, m.label AS model, e.variant, e.dataset,
                    e.n, e.temperature, e.top_p, e.max_tokens, e.think,
-                   coalesce(e.extract, 'strict') AS extract,
+                   coalesce(e.extract, 'strict') AS extract, e.regraded_from,
                    x.metric, x.k, x.value, x.stderr
             FROM metrics x JOIN evals e USING (eval_id) LEFT JOIN models m USING (model_id))
         SELECT s.eval_id, s.model_id, s.model, s.variant, s.dataset, s.metric, s.k,
-               s.value, s.stderr, i.value AS intact_value, s.value - i.value AS delta, s.extract
+               s.value, s.stderr, i.value AS intact_value, s.value - i.value AS delta, s.extract,
+               s.regraded_from
         FROM s LEFT JOIN s i
           ON i.variant = 'intact' AND i.model_id = s.model_id AND i.dataset = s.dataset
          AND i.metric = s.metric AND i.k IS NOT DISTINCT FROM s.k AND i.n = s.n
@@ -345,7 +346,8 @@ VIEWS: dict[str, str] = {
          AND i.top_p IS NOT DISTINCT FROM s.top_p
          AND i.max_tokens IS NOT DISTINCT FROM s.max_tokens
          AND i.think IS NOT DISTINCT FROM s.think
-         AND i.extract = s.extract  -- a lenient regrade is compared with the lenient intact eval""",
+         AND i.extract = s.extract  -- a lenient regrade is compared with the lenient intact eval
+         AND i.regraded_from IS NULL = s.regraded_from IS NULL""",
     "eval_status": """
         CREATE OR REPLACE VIEW eval_status AS
         -- per eval: how many samples ended in each grading status, and how many are correct
