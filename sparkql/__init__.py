@@ -15,7 +15,7 @@ from sparkql.errors import SparkError
 
 def run(path_or_text: str, db: str = "sparkql.duckdb", **options):
     """Run a study (a file path or study text) into the DuckDB file ``db``; returns the run summary."""
-    from sparkql.runtime.api import run as _run
+    from sparkql.runtime.execution.api import run as _run
 
     return _run(path_or_text, db=db, **options)
 

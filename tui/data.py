@@ -24,6 +24,7 @@ from typing import Any, Iterator, Sequence
 
 import duckdb
 
+from sparkql.store.cohorts import pick_reward_key
 from sparkql.store.schema import SCHEMA_VERSION, TABLES
 
 # Tables the TUI reads; a store lacking one is older than this build.
@@ -682,18 +683,6 @@ class CohortView:
     stacked: dict[int, list[int]]
 
 
-def _reward_key(keys: Sequence[str]) -> str | None:
-    """The curve to draw: an accuracy/reward key if logged, else the loss."""
-    for want in ("accuracy", "reward"):
-        for k in keys:
-            if want in k.lower() and "std" not in k.lower():
-                return k
-    for k in keys:
-        if "loss" in k.lower():
-            return k
-    return keys[0] if keys else None
-
-
 def cohort_view(con: duckdb.DuckDBPyConnection, cohort_key: str) -> CohortView:
     cps = con.execute(
         """SELECT cc.step, cc.n_active, cc.newly_activated, cc.maintained, cc.reward, cc.model_id, cc.set_name, m.name,
@@ -710,7 +699,7 @@ def cohort_view(con: duckdb.DuckDBPyConnection, cohort_key: str) -> CohortView:
     last_model = cps[-1][5]
     keys = [r[0] for r in con.execute("SELECT DISTINCT key FROM rewards WHERE model_id = ? ORDER BY key", [last_model]).fetchall()]
     # The key the cohort step read the reward from, else the best guess.
-    key = cps[-1][8] if cps[-1][8] in keys else _reward_key(keys)
+    key = cps[-1][8] if cps[-1][8] in keys else pick_reward_key(set(keys))
     if key is not None:
         pts = con.execute("SELECT step, avg(value) FROM rewards WHERE model_id = ? AND key = ? GROUP BY step ORDER BY step", [last_model, key]).fetchall()
     else:
@@ -889,12 +878,12 @@ def eval_diff(con: duckdb.DuckDBPyConnection, a: str, b: str) -> EvalDiff:
 
     A problem is solved when at least one of its samples is correct, the
     definition ``sparkql diff`` uses: the shared logic of
-    ``sparkql.runtime.qualitative`` (torch-free) does the work when it is
+    ``sparkql.runtime.grading.qualitative`` (torch-free) does the work when it is
     installed, so the TUI and the CLI always agree; otherwise the same
     definition in SQL. Each side shows its first correct sample, else its first.
     """
     try:
-        from sparkql.runtime import qualitative
+        from sparkql.runtime.grading import qualitative
     except ImportError:  # pragma: no cover - a build without the eval runtime
         return _eval_diff_sql(con, a, b)
 
@@ -936,7 +925,7 @@ def _problem_order(problem_id: str) -> tuple[int, Any]:
 
 
 def _eval_diff_sql(con: duckdb.DuckDBPyConnection, a: str, b: str) -> EvalDiff:
-    """The same diff in SQL, for builds without ``sparkql.runtime.qualitative``."""
+    """The same diff in SQL, for builds without ``sparkql.runtime.grading.qualitative``."""
     rows = con.execute(
         """WITH acc AS (
                SELECT eval_id, problem_id, avg(coalesce(correct, FALSE)::INT) AS acc, any_value(gold) AS gold

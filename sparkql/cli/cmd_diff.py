@@ -46,7 +46,7 @@ def diff(a: str, b: str, db: str, dataset: str | None, limit: int, chars: int) -
     from rich.panel import Panel
     from rich.table import Table
 
-    from sparkql.runtime import qualitative as Q
+    from sparkql.runtime.grading import qualitative as Q
     from sparkql.store.api import connect
 
     con = connect(db)

@@ -70,7 +70,7 @@ def export(target: str, circuit_id: str | None, db: str, fmt: str | None, out: s
         if fmt not in ("json", "dot", "svg"):
             raise SparkError(f"a circuit exports to json, dot or svg, not {fmt}")
         try:
-            from sparkql.runtime.export_circuit import export_circuit
+            from sparkql.runtime.eap.export import export_circuit
         except ImportError:
             raise SparkError("circuit export is not available in this build",
                              hint="export the edges instead: sparkql export edges --format parquet --out edges.parquet") from None

@@ -27,10 +27,10 @@ def regrade(db: str, eval_refs: tuple[str, ...], timeout: float, workers: int) -
     from rich.table import Table
 
     from sparkql.errors import SparkError
-    from sparkql.runtime.aggregate_step import aggregate_eval
-    from sparkql.runtime.grade_step import grade_eval
-    from sparkql.runtime.grading import VerifyPool
-    from sparkql.runtime.qualitative import list_evals, resolve
+    from sparkql.runtime.steps.aggregate import aggregate_eval
+    from sparkql.runtime.steps.grade import grade_eval
+    from sparkql.runtime.grading.grader import VerifyPool
+    from sparkql.runtime.grading.qualitative import list_evals, resolve
     from sparkql.store.api import Store, open_db
     from sparkql.store.lock import RunLock
     from sparkql.store.write import insert

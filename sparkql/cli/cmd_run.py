@@ -70,7 +70,7 @@ def run(ctx: click.Context, file: str, db: str, dry_run: bool, device, backend, 
     store at a time; `sparkql sql` and the TUI can read the store meanwhile.
     """
     from sparkql.plan.compile import compile_file, read_study
-    from sparkql.runtime.executor import execute
+    from sparkql.runtime.execution.executor import execute
 
     plan = compile_file(file)
     overrides = {"device": device, "backend": backend, "memory": memory, "batch_size": batch_size}

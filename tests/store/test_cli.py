@@ -43,7 +43,7 @@ def study(tmp_path, fake_circuits):
 @pytest.fixture(scope="module")
 def ran(tmp_path_factory):
     """The study run once for the read-only tests of this module."""
-    from sparkql.runtime import handlers
+    from sparkql.runtime.execution import handlers
 
     from .conftest import FAKE_CIRCUIT
 
@@ -123,9 +123,9 @@ def test_export_tables_views_and_circuits(ran, tmp_path, capsys, monkeypatch):
     assert "did you mean 'cohort_heads'" in capsys.readouterr().err
 
     calls = []
-    fake = types.ModuleType("sparkql.runtime.export_circuit")
+    fake = types.ModuleType("sparkql.runtime.eap.export")
     fake.export_circuit = lambda con, cid, fmt, path: calls.append((cid, fmt, str(path)))
-    monkeypatch.setitem(sys.modules, "sparkql.runtime.export_circuit", fake)
+    monkeypatch.setitem(sys.modules, "sparkql.runtime.eap.export", fake)
     con = duckdb.connect(str(ran), read_only=True)
     ids = sorted(r[0] for r in con.execute("SELECT circuit_id FROM circuits").fetchall())
     con.close()
@@ -160,7 +160,7 @@ def raise_spark_error(step, ctx):
 
 
 def test_a_user_error_in_a_step_points_at_its_statement(study, tmp_path, capsys, monkeypatch):
-    from sparkql.runtime import handlers
+    from sparkql.runtime.execution import handlers
 
     monkeypatch.setitem(handlers.HANDLERS, "cohort", f"{__name__}:raise_spark_error")
     assert sparkql_cli("run", str(study), "--db", str(tmp_path / "e.duckdb"), "-q") == 2

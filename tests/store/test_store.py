@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 
 from sparkql.errors import SparkError
-from sparkql.runtime.context import StepOutput
+from sparkql.runtime.execution.context import StepOutput
 from sparkql.store.api import Store, completed_keys, connect
 from sparkql.store.migrations import ensure_schema
 from sparkql.store.schema import SCHEMA_VERSION, TABLES, VIEWS

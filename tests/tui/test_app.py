@@ -237,7 +237,7 @@ def test_cli_help_lists_tui():
 
 def test_layering_textual_and_torch(fixture_store):
     # The command module imports nothing heavy until it runs; the TUI's whole data path,
-    # the diff through sparkql.runtime.qualitative included, never imports torch.
+    # the diff through sparkql.runtime.grading.qualitative included, never imports torch.
     code = (
         "import sys, sparkql.cli.cmd_tui\n"
         "assert 'textual' not in sys.modules, 'textual at import time'\n"

@@ -183,7 +183,7 @@ def test_eval_diff_newly_correct_and_incorrect(fixture_store):
     nc = d.newly_correct[0]
     assert nc.extracted_b == nc.gold == "12" and nc.extracted_a != "12"
     assert "ablate" in nc.completion_b and "intact" in nc.completion_a
-    assert sql.rows == d.rows  # the SQL fallback agrees with sparkql.runtime.qualitative
+    assert sql.rows == d.rows  # the SQL fallback agrees with sparkql.runtime.grading.qualitative
     assert "intact" in d.label_a and fx.VARIANT in d.label_b
 
 
