@@ -21,7 +21,8 @@ def run(path_or_text: str, db: str = "sparkql.duckdb", **options):
 
 
 def connect(db: str = "sparkql.duckdb"):
-    """A read-only DuckDB connection to a results store, for notebooks."""
+    """A read-only DuckDB connection to a results store, for notebooks: it runs queries only and
+    writes no file (see docs/store.md, "Read-only means read-only")."""
     from sparkql.store.api import connect as _connect
 
     return _connect(db)

@@ -92,12 +92,12 @@ def run(ctx: click.Context, file: str, db: str, dry_run: bool, device, backend, 
 
 def _print_findings(plan, db: str, console) -> None:
     """Emergent heads per series and intact-vs-variant scores of this study, from the store."""
-    from sparkql.store.api import connect
+    from sparkql.store.connection import open_db
     from sparkql.store.summary import render, study_summary
 
     if not any(s.kind in ("diff", "generate") for s in plan.steps):
         return
-    con = connect(db)
+    con = open_db(db)  # the run has just migrated the store
     try:
         render(study_summary(con, plan), console)
     finally:

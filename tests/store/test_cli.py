@@ -13,6 +13,7 @@ import pytest
 
 import sparkql
 from sparkql.cli.main import main as cli_main
+from sparkql.errors import SparkError
 
 from . import fakes
 
@@ -102,7 +103,7 @@ def test_sql_formats(ran, tmp_path, capsys):
 def test_sql_is_read_only_unless_asked_and_errors_have_hints(ran, capsys):
     assert sparkql_cli("sql", "DELETE FROM steps", "--db", str(ran)) == 2
     err = capsys.readouterr().err
-    assert "opens read-only" in err and "hint: add --write" in err
+    assert "<query>:1:1: error: read-only: DELETE is not a query" in err and "add --write" in err
     assert sparkql_cli("sql", "SELECT * FROM edgez", "--db", str(ran)) == 2
     err = capsys.readouterr().err
     assert "edgez" in err and "hint: tables and views:" in err and "cohort_heads" in err
@@ -145,7 +146,7 @@ def test_python_api(study, tmp_path):
     try:
         assert con.sql("SELECT count(*) FROM steps").fetchall() == [(19,)]  # relations work on it too
         assert con.execute("SELECT count(*) FROM cohort_heads WHERE origin = 'emergent'").fetchone()[0] == 4
-        with pytest.raises(duckdb.Error, match="read-only"):
+        with pytest.raises(SparkError, match="read-only: DELETE is not a query"):
             con.execute("DELETE FROM steps")
     finally:
         con.close()
