@@ -37,7 +37,6 @@ import time
 import zlib
 from pathlib import Path
 
-import duckdb
 
 LAYERS, HEADS = 28, 12
 EDGES_PER_CIRCUIT = 183_555
@@ -283,7 +282,9 @@ def main() -> None:
         print(f"built {db.name}: {args.checkpoints} checkpoints + base x {EDGES_PER_CIRCUIT:,} edges "
               f"({(args.checkpoints + 1) * EDGES_PER_CIRCUIT:,} rows, {db.stat().st_size / 2**20:.0f} MiB) "
               f"in {time.perf_counter() - t0:.1f} s")
-    with duckdb.connect(str(db), read_only=True) as con:
+    from sparkql.store.connection import open_db
+
+    with open_db(db) as con:
         n_edges = con.execute("SELECT count(*) FROM edges").fetchone()[0]
     print(f"store: {n_edges:,} edge rows")
 
