@@ -146,9 +146,9 @@ def main() -> None:
     ap.add_argument("--chunk-rows", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
 
-    from sparkql.runtime.adapters import FAMILIES
-    from sparkql.runtime.eap_ig import EapIg, Example
-    from sparkql.runtime.models import LoadedModel, resolve_device
+    from sparkql.runtime.models.adapters import FAMILIES
+    from sparkql.runtime.eap.engine import EapIg, Example
+    from sparkql.runtime.models.loading import LoadedModel, resolve_device
 
     device = resolve_device(args.device)
     if args.threads and device.type == "cpu":

@@ -1,4 +1,4 @@
-"""Generation throughput by backend (DESIGN.md section 8), as ratios measured in one run.
+"""Generation throughput by backend (the README's benchmarks), as ratios measured in one run.
 
 CPU (always):
   * transformers backend, batched (KV cache, left padding) vs one sequence at a time:
@@ -53,10 +53,10 @@ import torch
 
 from sparkql.builtins import BUILTIN_DATASETS
 from sparkql.plan.steps import SamplingParams
-from sparkql.runtime.generation import GenRequest, generate_transformers, sample_seed
-from sparkql.runtime.interventions import HeadEditor, Variant
-from sparkql.runtime.models import load_model
-from sparkql.runtime.prompting import render_prompt
+from sparkql.runtime.generation.transformers_backend import GenRequest, generate_transformers, sample_seed
+from sparkql.runtime.models.interventions import HeadEditor, Variant
+from sparkql.runtime.models.loading import load_model
+from sparkql.runtime.generation.prompting import render_prompt
 
 
 def build_model(out: Path, layers: int, hidden: int) -> Path:
@@ -64,7 +64,7 @@ def build_model(out: Path, layers: int, hidden: int) -> Path:
     prompts are 300-900 characters, one token each)."""
     from transformers import AutoModelForCausalLM
 
-    from sparkql.runtime.tiny import build_char_tokenizer, tiny_config
+    from sparkql.runtime.models.tiny import build_char_tokenizer, tiny_config
 
     tok = build_char_tokenizer(out)
     cfg = tiny_config("qwen2", vocab_size=len(tok), n_layers=layers, n_heads=8, n_kv_heads=2, hidden=hidden,
@@ -132,7 +132,7 @@ def rate(fn, repeats: int) -> float:
 
 
 def gpu_part(model_dir: Path, args) -> dict:
-    from sparkql.runtime.vllm_backend import generate_vllm, vllm_installed
+    from sparkql.runtime.generation.vllm_backend import generate_vllm, vllm_installed
 
     out: dict = {}
     lm = load_model(model_dir, dtype="bf16", device="cuda")

@@ -24,7 +24,7 @@ import os
 import random
 import time
 
-from sparkql.runtime.grading import GRADERS, GradeRequest, VerifyPool, grade_many
+from sparkql.runtime.grading.grader import GRADERS, GradeRequest, VerifyPool, grade_many
 
 THINKING = ("Let me work through this carefully. First, consider the constraints: we need the number of "
             "ordered pairs satisfying the condition, so I will count case by case. ") * 30
@@ -134,7 +134,7 @@ class _NoPool:
     'error' without any work, so only extraction and the fast paths are timed."""
 
     def check(self, pairs):
-        from sparkql.runtime.verify_pool import VerifyResult
+        from sparkql.runtime.grading.verify_pool import VerifyResult
 
         return [VerifyResult("error", False, "not verified in this timing") for _ in pairs]
 

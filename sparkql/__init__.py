@@ -15,13 +15,14 @@ from sparkql.errors import SparkError
 
 def run(path_or_text: str, db: str = "sparkql.duckdb", **options):
     """Run a study (a file path or study text) into the DuckDB file ``db``; returns the run summary."""
-    from sparkql.runtime.api import run as _run
+    from sparkql.runtime.execution.api import run as _run
 
     return _run(path_or_text, db=db, **options)
 
 
 def connect(db: str = "sparkql.duckdb"):
-    """A read-only DuckDB connection to a results store, for notebooks."""
+    """A read-only DuckDB connection to a results store, for notebooks: it runs queries only and
+    writes no file (see docs/store.md, "Read-only means read-only")."""
     from sparkql.store.api import connect as _connect
 
     return _connect(db)
@@ -34,6 +35,6 @@ def grade(source, grader: str = "math", extract: str = "strict", think: bool = T
     GradeResult: ``.rows`` (each input row plus ``extracted``, ``status``, ``correct``),
     ``.counts`` (per status), ``.accuracy``, ``.summary()``, ``.write_jsonl(path)``.
     Torch-free; safe to call from a script without an ``if __name__ == "__main__"`` guard."""
-    from sparkql.runtime.grade_file import grade_rows
+    from sparkql.runtime.grading.files import grade_rows
 
     return grade_rows(source, grader=grader, extract=extract, think=think, timeout=timeout, workers=workers, fmt=format)

@@ -57,11 +57,12 @@ def diff(a: str, b: str, db: str, dataset: str | None, limit: int, chars: int) -
     from rich.panel import Panel
     from rich.table import Table
 
-    from sparkql.runtime import qualitative as Q
-    from sparkql.store.api import connect
+    from sparkql.runtime.grading import qualitative as Q
+    from sparkql.store.connection import open_db, require_current_schema
 
-    con = connect(db)
+    con = open_db(db)
     try:
+        require_current_schema(con, db)
         query = lambda sql, params: con.execute(sql, params).fetchall()  # noqa: E731
         pairs = Q.pair(Q.resolve(query, a, dataset), Q.resolve(query, b, dataset))
         results = [Q.diff(query, ea, eb) for ea, eb in pairs]

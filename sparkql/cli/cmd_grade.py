@@ -32,7 +32,7 @@ from sparkql.cli.common import console, err_console
 def grade(file: str, grader: str, rule: str, out: str | None, fmt: str | None, think: bool, timeout: float,
           workers: int) -> None:
     """Grade a file of completions; JSONL with extracted/status/correct out."""
-    from sparkql.runtime.grade_file import grade_rows
+    from sparkql.runtime.grading.files import grade_rows
 
     result = grade_rows(file, grader=grader, extract=rule, think=think, timeout=timeout, workers=workers, fmt=fmt)
     if out is None:

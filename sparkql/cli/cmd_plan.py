@@ -6,7 +6,7 @@ import json
 
 import click
 
-from sparkql.cli.common import console, db_option
+from sparkql.cli.common import console, db_option, generation_backends
 
 
 def _cached_keys(db: str) -> set[str] | None:
@@ -38,14 +38,17 @@ def plan(file: str, as_json: bool, db: str) -> None:
 
     p = compile_file(file)
     cached = _cached_keys(db)
+    choices = generation_backends(p)
     if as_json:
         data = json.loads(p.model_dump_json())
+        data["generation"] = [{"backend": c.backend, "reason": c.reason, "error": c.error} for c in choices]
         for s in data["steps"]:
             s["cached"] = None if cached is None else s["key"] in cached
         click.echo(json.dumps(data, indent=2))
         return
     index = {s.key: i for i, s in enumerate(p.steps, 1)}
-    table = Table(title=Text(f"{file}: {len(p.steps)} steps, generation backend {p.backend}"), title_justify="left",
+    backends = "; ".join(c.describe() for c in choices) or "none"
+    table = Table(title=Text(f"{file}: {len(p.steps)} steps, generation backend {backends}"), title_justify="left",
                   box=None, pad_edge=False, header_style="bold")
     table.add_column("#", justify="right", no_wrap=True)
     table.add_column("kind", no_wrap=True)

@@ -28,7 +28,7 @@ def plan_targets(chosen: list[tuple], extract_of: dict[str, str | None], rule: s
     whose samples are read, the rule, the new eval to write or None to regrade in place). An
     eval already graded under the rule is regraded in place; otherwise its source's
     completions go to the derived eval (one per source and rule, replaced on every regrade)."""
-    from sparkql.runtime.grade_step import derived_eval_id
+    from sparkql.runtime.steps.grade import derived_eval_id
 
     out: dict[str, tuple[str, str, str | None]] = {}
     for eval_id, extract, regraded_from in chosen:
@@ -58,7 +58,7 @@ def plan_targets(chosen: list[tuple], extract_of: dict[str, str | None], rule: s
 def regrade(db: str, eval_refs: tuple[str, ...], rule: str | None, timeout: float, workers: int) -> None:
     """Regrade stored completions (no generation) and recompute pass@k, success@k, accuracy."""
     from sparkql.errors import SparkError
-    from sparkql.runtime.qualitative import list_evals, resolve
+    from sparkql.runtime.grading.qualitative import list_evals, resolve
     from sparkql.store.api import Store, open_db
     from sparkql.store.lock import RunLock
 
@@ -92,9 +92,9 @@ def _regrade_all(store, targets, timeout: float, workers: int):
     from rich.table import Table
 
     from sparkql.errors import SparkError
-    from sparkql.runtime.aggregate_step import aggregate_eval
-    from sparkql.runtime.grade_step import grade_eval
-    from sparkql.runtime.grading import VerifyPool
+    from sparkql.runtime.steps.aggregate import aggregate_eval
+    from sparkql.runtime.steps.grade import grade_eval
+    from sparkql.runtime.grading.grader import VerifyPool
     from sparkql.store.write import insert
 
     table = Table(title=f"regraded {len(targets)} eval(s)", show_lines=False)

@@ -70,7 +70,7 @@ def run(ctx: click.Context, file: str, db: str, dry_run: bool, device, backend, 
     store at a time; `sparkql sql` and the TUI can read the store meanwhile.
     """
     from sparkql.plan.compile import compile_file, read_study
-    from sparkql.runtime.executor import execute
+    from sparkql.runtime.execution.executor import execute
 
     plan = compile_file(file)
     overrides = {"device": device, "backend": backend, "memory": memory, "batch_size": batch_size}
@@ -92,12 +92,12 @@ def run(ctx: click.Context, file: str, db: str, dry_run: bool, device, backend, 
 
 def _print_findings(plan, db: str, console) -> None:
     """Emergent heads per series and intact-vs-variant scores of this study, from the store."""
-    from sparkql.store.api import connect
+    from sparkql.store.connection import open_db
     from sparkql.store.summary import render, study_summary
 
     if not any(s.kind in ("diff", "generate") for s in plan.steps):
         return
-    con = connect(db)
+    con = open_db(db)  # the run has just migrated the store
     try:
         render(study_summary(con, plan), console)
     finally:

@@ -71,3 +71,12 @@ def run_cli(group: click.Group, argv: list[str] | None) -> int:
         return 130
     except BrokenPipeError:  # pragma: no cover - `sparkql sql ... | head`
         return 0
+
+
+def generation_backends(plan) -> list:
+    """What each distinct (backend, device) of the plan's generate steps picks on this machine
+    (the run decides with the same function, step by step)."""
+    from sparkql.runtime.generation.backend import choose_backend
+
+    asked = dict.fromkeys((s.exec.backend, s.exec.device) for s in plan.steps if s.kind == "generate")
+    return list(dict.fromkeys(choose_backend(b, d) for b, d in asked))

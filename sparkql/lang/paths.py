@@ -12,7 +12,6 @@ from __future__ import annotations
 import fnmatch
 import glob as _glob
 import hashlib
-import json
 import os
 import re
 from dataclasses import dataclass
@@ -62,11 +61,17 @@ def fingerprint_dir(d: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def _read_config(d: Path) -> dict | None:
-    try:
-        return json.loads((d / "config.json").read_text())
-    except (OSError, ValueError):
+def _read_config(d: Path, span: Span | None) -> dict | None:
+    """config.json through the runtime's one reader (torch-free); None when there is none."""
+    from sparkql.runtime.models.config import read_config
+
+    if not (d / "config.json").is_file():
         return None
+    try:
+        return read_config(d)
+    except SparkError as e:
+        e.span = e.span or span
+        raise
 
 
 def _hub_cache_dir() -> Path:
@@ -100,7 +105,7 @@ def find_models(written: str, span: Span | None, study_dir: Path | None) -> list
             dirs = [Path(p) for p in _glob.glob(pattern) if Path(p).is_dir()]
             if dirs:
                 dirs.sort(key=lambda p: (step_of(str(p)) is None, step_of(str(p)) or 0, p.name))
-                return [FoundModel(str(p.resolve()), step_of(str(p)), fingerprint_dir(p), _read_config(p)) for p in dirs]
+                return [FoundModel(str(p.resolve()), step_of(str(p)), fingerprint_dir(p), _read_config(p, span)) for p in dirs]
         raise SparkError(f'no model directory matches "{written}"', span=span,
                          hint="looked in " + " and ".join(tried) + "; a series is a glob like \"runs/grpo/checkpoint-*\"")
     tried = []
@@ -111,12 +116,12 @@ def find_models(written: str, span: Span | None, study_dir: Path | None) -> list
             if not (p / "config.json").is_file():
                 raise SparkError(f"{p} has no config.json", span=span,
                                  hint="point at a Hugging Face model directory (config.json + weights)")
-            return [FoundModel(str(p.resolve()), None, fingerprint_dir(p), _read_config(p))]
+            return [FoundModel(str(p.resolve()), None, fingerprint_dir(p), _read_config(p, span))]
     looks_local = any((b / Path(written).parts[0]).is_dir() for b in _bases(study_dir)) if not os.path.isabs(written) else True
     if re.fullmatch(r"[\w.\-]+/[\w.\-]+", written) and not looks_local:
         snap = _hub_snapshot(written)
         if snap is not None:
-            return [FoundModel(str(snap), None, fingerprint_dir(snap), _read_config(snap))]
+            return [FoundModel(str(snap), None, fingerprint_dir(snap), _read_config(snap, span))]
         raise SparkError(f'model "{written}" is neither a local directory nor in the local Hugging Face cache',
                          span=span, hint=f"sparkql never downloads; looked in {', '.join(tried)} and {_hub_cache_dir()}")
     raise SparkError(f'model directory "{written}" does not exist', span=span, hint="looked in " + " and ".join(tried))

@@ -11,8 +11,6 @@ datasets without the roles a statement needs, k > n.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -69,35 +67,16 @@ def _model_id(path: str, fingerprint: str) -> str:
     return hashlib.sha256(f"{path}\0{fingerprint}".encode()).hexdigest()[:16]
 
 
-def _shape(config: dict | None) -> ModelShape | None:
+def _shape(config: dict | None, where: str, span: Span) -> ModelShape | None:
     if not config:
         return None
-    from sparkql.runtime.adapters import head_dim
+    from sparkql.runtime.models.config import model_shape
 
     try:
-        return ModelShape(
-            architecture=(config.get("architectures") or [config.get("model_type", "?")])[0],
-            n_layers=int(config["num_hidden_layers"]),
-            n_heads=int(config["num_attention_heads"]),
-            n_kv_heads=int(config.get("num_key_value_heads") or config["num_attention_heads"]),
-            head_dim=head_dim(config),
-            hidden_size=int(config["hidden_size"]),
-        )
-    except (KeyError, TypeError, ValueError):
-        return None
-
-
-def gpu_present() -> bool:
-    """A GPU without importing torch: the NVIDIA control device exists."""
-    return os.path.exists("/dev/nvidiactl") or bool(os.environ.get("SPARKQL_ASSUME_GPU"))
-
-
-def choose_backend(requested: str) -> str:
-    if requested != "auto":
-        return requested
-    if importlib.util.find_spec("vllm") is not None and gpu_present():
-        return "vllm"
-    return "transformers"
+        return model_shape(config, where=where)
+    except SparkError as e:
+        e.span = span
+        raise
 
 
 class Resolver:
@@ -123,15 +102,16 @@ class Resolver:
                 fingerprint=f.fingerprint, model_id=_model_id(f.path, f.fingerprint),
             ))
         config = found[0].config
-        shape = _shape(config)
+        shape = None
         if config is not None:
-            from sparkql.runtime.adapters import adapter_for_config
+            from sparkql.runtime.models.adapters import adapter_for_config
 
             try:
                 adapter_for_config(config, where=name)
             except SparkError as e:
                 e.span = s.path.span
                 raise
+            shape = _shape(config, name, s.path.span)
         elif s.path.value.startswith("zoo:"):
             from sparkql import zoo
 
@@ -290,7 +270,7 @@ class Resolver:
         return ExecOptions(
             device=self._get("device", opts) or "auto",
             memory=str(mem) if mem is not None else None,
-            backend=choose_backend(self._get("backend", opts) or "auto"),
+            backend=self._get("backend", opts) or "auto",
             batch_size=self._get("batch_size", opts),
         )
 
@@ -556,7 +536,7 @@ class Resolver:
         for stmt in tree.statements:
             handlers[stmt.stmt](stmt)
         return Study(file=self.file, models=self.env.models, datasets=self.env.datasets, statements=self.out,
-                     backend=choose_backend(self.env.settings.get("backend", "auto")))
+                     backend=self.env.settings.get("backend", "auto"))
 
 
 def _first_row(path: Path, fmt: str) -> dict | None:

@@ -108,4 +108,4 @@ class Study(R):
     models: dict[str, ModelDecl]
     datasets: dict[str, DatasetRef]
     statements: list[Resolved]
-    backend: str = "transformers"
+    backend: str = "auto"

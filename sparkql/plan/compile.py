@@ -249,11 +249,3 @@ def read_study(path: str | Path) -> str:
 def compile_file(path: str | Path) -> Plan:
     p = Path(path)
     return compile_text(read_study(p), str(path), p.resolve().parent)
-
-
-def resolve_text(text: str, file: str | None = None, study_dir: Path | None = None) -> Study:
-    name = file or "<study>"
-    try:
-        return resolve(parse(text, name), name, study_dir)
-    except SparkError as e:
-        raise e.with_source(name, text) from None

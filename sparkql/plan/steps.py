@@ -84,7 +84,7 @@ class DatasetRef(Frozen):
 
 
 class CircuitParams(Frozen):
-    """EAP-IG options (DESIGN.md 4)."""
+    """EAP-IG options (docs/eap_ig.md)."""
 
     method: Literal["eap_ig"] = "eap_ig"
     ig_steps: int = 100
@@ -109,7 +109,7 @@ class CircuitParams(Frozen):
 
 
 class SamplingParams(Frozen):
-    """Every generation field, explicit (DESIGN.md 5)."""
+    """Every generation field, explicit (docs/evaluation.md)."""
 
     n: int = 4
     temperature: float = 0.6
@@ -124,7 +124,7 @@ class SamplingParams(Frozen):
 class HeadExpr(Frozen):
     """A head-set expression, evaluated per model at run time.
 
-    op = ``circuit``: the heads of circuit step ``ref`` (score: head score of DESIGN.md 4.4);
+    op = ``circuit``: the heads of circuit step ``ref`` (score: head score of docs/eap_ig.md);
     op = ``set``: the head set produced by step ``ref``;
     op = ``literal``: ``heads`` ([layer, head] pairs, score 0);
     op = ``union`` | ``intersect`` | ``minus``: of ``args``. Scores come from the left-most
@@ -176,7 +176,7 @@ class CohortMember(Frozen):
 
 
 class CohortSpec(Frozen):
-    """Cohort analysis of an emergent set across a checkpoint series (DESIGN.md 1.3)."""
+    """Cohort analysis of an emergent set across a checkpoint series (docs/store.md, cohorts)."""
 
     kind: Literal["cohort"] = "cohort"
     name: str
@@ -304,8 +304,10 @@ class Plan(Frozen):
     """Path (or ``<text>``) of the study."""
     steps: list[Step]
     """Topologically ordered: every dep comes before the step that needs it."""
-    backend: str = "transformers"
-    """Generation backend the plan chose (``auto`` resolved on this machine)."""
+    backend: str = "auto"
+    """Generation backend the study asks for (``auto``, ``transformers`` or ``vllm``). Which one
+    runs is decided at run time, per generate step, by
+    ``sparkql.runtime.generation.backend.choose_backend`` (``sparkql plan`` shows its choice)."""
 
     def by_key(self) -> dict[str, Step]:
         return {s.key: s for s in self.steps}

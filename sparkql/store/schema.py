@@ -1,6 +1,6 @@
-"""The results store's tables (DESIGN.md section 6).
+"""The results store's tables (docs/store.md).
 
-Names and columns listed in DESIGN.md are a public contract: users' SQL
+Names and columns listed in docs/store.md are a public contract: users' SQL
 relies on them. Add columns beside them, never rename. Bump SCHEMA_VERSION
 and add a migration in ``migrations.py`` for every change: a fresh store is
 created from :data:`TABLES` (always the latest shape), an older one is
@@ -80,7 +80,7 @@ TABLES: dict[str, str] = {
             n_edges INTEGER,           -- edges scored
             n_edges_in_circuit INTEGER,
             n_heads_in_circuit INTEGER,
-            faithfulness DOUBLE,       -- normalized (DESIGN.md 4.4)
+            faithfulness DOUBLE,       -- normalized (docs/eap_ig.md)
             metric_clean DOUBLE,
             metric_corrupt DOUBLE,
             metric_circuit DOUBLE,
@@ -247,7 +247,7 @@ INDEXES: dict[str, str] = {
 # always those of this build. The cohort views compute live from ``cohort_members`` and
 # ``nodes``; the cohort step materialises the same numbers into ``cohort_checkpoints`` and
 # ``cohort_heads`` (computed in Python by sparkql.store.cohorts; a test checks both agree).
-# Definitions (DESIGN.md 1.3, paper section 3.2 / figure 2): a head is *active* at a
+# Definitions (docs/store.md, cohorts, paper section 3.2 / figure 2): a head is *active* at a
 # checkpoint when it is in that checkpoint's circuit; *newly activated* = active and not in
 # the base circuit (the emergent heads); *maintained* = active and in the base circuit.
 VIEWS: dict[str, str] = {

@@ -101,7 +101,7 @@ def test_diff_unknown_name_is_a_spark_error(db):
 
 
 def test_metrics_table_sets_variants_beside_intact(db):
-    from sparkql.runtime.qualitative import metrics_table
+    from sparkql.runtime.grading.qualitative import metrics_table
 
     con = duckdb.connect(str(db), read_only=True)
     try:

@@ -20,8 +20,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sparkql.runtime.grading import GradeRequest, VerifyPool, grade_many
-from sparkql.runtime.metrics import pass_at_k
+from sparkql.runtime.grading.grader import GradeRequest, VerifyPool, grade_many
+from sparkql.runtime.grading.metrics import pass_at_k
 
 from .conformity_cases import CASES
 

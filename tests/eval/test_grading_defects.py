@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from sparkql.runtime.grading import GradeRequest, STATUSES, VerifyPool, grade_many, grade_one, last_boxed
-from sparkql.runtime.metrics import compute_metrics
+from sparkql.runtime.grading.grader import GradeRequest, STATUSES, VerifyPool, grade_many, grade_one, last_boxed
+from sparkql.runtime.grading.metrics import compute_metrics
 
 
 def test_a_huge_boxed_integer_is_wrong_not_a_crash():
@@ -106,7 +106,7 @@ def test_grading_api_works_from_a_script_without_a_main_guard(tmp_path):
     and failed. The workers are fresh interpreters now."""
     script = tmp_path / "grade_it.py"
     script.write_text(
-        "from sparkql.runtime.grading import GradeRequest, grade_many\n"
+        "from sparkql.runtime.grading.grader import GradeRequest, grade_many\n"
         "out = grade_many('math', [GradeRequest('</think>\\\\boxed{0.5}', '\\\\frac12'),\n"
         "                          GradeRequest('</think>\\\\boxed{x^2+2x+1}', '(x+1)^2')])\n"
         "print([(g.status, g.correct) for g in out])\n")

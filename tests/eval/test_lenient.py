@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from sparkql.runtime.answers import boxed_list, extract_math, latex_spans
-from sparkql.runtime.grading import grade_one
+from sparkql.runtime.grading.answers import boxed_list, extract_math, latex_spans
+from sparkql.runtime.grading.grader import grade_one
 
 
 @pytest.mark.parametrize("region, strict, lenient", [

@@ -7,10 +7,10 @@ import subprocess
 import sys
 
 MODULES = [
-    "sparkql.runtime.grading", "sparkql.runtime.metrics", "sparkql.runtime.grade_step",
-    "sparkql.runtime.aggregate_step", "sparkql.runtime.qualitative", "sparkql.runtime.vllm_backend",
+    "sparkql.runtime.grading.grader", "sparkql.runtime.grading.metrics", "sparkql.runtime.steps.grade",
+    "sparkql.runtime.steps.aggregate", "sparkql.runtime.grading.qualitative", "sparkql.runtime.generation.vllm_backend", "sparkql.runtime.generation.backend",
     "sparkql.cli.cmd_regrade", "sparkql.cli.cmd_diff", "sparkql.cli.cmd_grade",
-    "sparkql.runtime.answers", "sparkql.runtime.verify_pool", "sparkql.runtime.grade_file",
+    "sparkql.runtime.grading.answers", "sparkql.runtime.grading.verify_pool", "sparkql.runtime.grading.files",
 ]
 
 
@@ -18,7 +18,7 @@ def test_no_heavy_imports():
     code = (
         "import sys\n"
         f"for m in {MODULES!r}: __import__(m)\n"
-        "from sparkql.runtime.vllm_backend import resolve_backend; resolve_backend('auto', 'auto')\n"
+        "from sparkql.runtime.generation.backend import choose_backend; choose_backend('auto', 'auto')\n"
         "heavy = [m for m in ('torch', 'transformers', 'vllm', 'nnsight', 'textual') if m in sys.modules]\n"
         "print(','.join(heavy))\n"
     )

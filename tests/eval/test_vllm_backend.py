@@ -13,25 +13,10 @@ import torch
 
 from sparkql.errors import SparkError
 from sparkql.plan.steps import SamplingParams
-from sparkql.runtime import vllm_backend as V
-from sparkql.runtime.generation import GenRequest, sample_seed
-from sparkql.runtime.interventions import HeadEditor, Variant
-from sparkql.runtime.models import load_model
-
-
-def test_backend_choice_without_vllm(monkeypatch):
-    monkeypatch.setattr(V, "vllm_installed", lambda: False)
-    assert V.resolve_backend("auto", "auto") == "transformers"
-    assert V.resolve_backend("transformers", "cuda") == "transformers"
-    with pytest.raises(SparkError, match="not installed"):
-        V.resolve_backend("vllm", "auto")
-    monkeypatch.setattr(V, "vllm_installed", lambda: True)
-    monkeypatch.setattr(V, "gpu_present", lambda: True)
-    assert V.resolve_backend("auto", "auto") == "vllm"
-    assert V.resolve_backend("auto", "cpu") == "transformers"
-    monkeypatch.setattr(V, "gpu_present", lambda: False)
-    with pytest.raises(SparkError, match="needs a GPU"):
-        V.resolve_backend("vllm", "auto")
+from sparkql.runtime.generation import vllm_backend as V
+from sparkql.runtime.generation.transformers_backend import GenRequest, sample_seed
+from sparkql.runtime.models.interventions import HeadEditor, Variant
+from sparkql.runtime.models.loading import load_model
 
 
 def test_quantized_weights_are_refused(tmp_path):

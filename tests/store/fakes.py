@@ -105,7 +105,7 @@ def run_fake_circuit(step: Step, ctx) -> "object":
     """Test-only circuit handler: writes the known heads of HEADS, with scores that depend on
     the head and the model, plus a few edges. SPARKQL_TEST_SLEEP slows it down (seconds);
     with SPARKQL_TEST_GATE=PATH the last checkpoint's circuit touches PATH.waiting and waits for PATH."""
-    from sparkql.runtime.context import StepOutput
+    from sparkql.runtime.execution.context import StepOutput
 
     delay = float(os.environ.get("SPARKQL_TEST_SLEEP", "0") or 0)
     if delay:

@@ -6,7 +6,7 @@ import duckdb
 import pytest
 from textual.widgets import DataTable
 
-from sparkql.runtime.grade_step import derived_eval_id
+from sparkql.runtime.steps.grade import derived_eval_id
 from sparkql.tui import data
 
 from . import fixtures as fx

@@ -72,7 +72,7 @@ def test_extract_answer_follows_the_eval_grader_conventions():
 
 
 def test_pairs_are_equal_length_corruptions_that_change_the_result():
-    from sparkql.runtime.tiny import build_char_tokenizer
+    from sparkql.runtime.models.tiny import build_char_tokenizer
 
     tok = build_char_tokenizer(None)
     rows = _rows("toy_pairs")
@@ -88,11 +88,11 @@ def test_pairs_are_equal_length_corruptions_that_change_the_result():
 
 
 def test_prompts_render_like_the_eval_stack():
-    """The zoo trains on exactly the text sparkql.runtime.prompting gives the model for a study's
+    """The zoo trains on exactly the text sparkql.runtime.generation.prompting gives the model for a study's
     ``instruction = ""`` (the bare problem), and with the default instruction where the recipe
     asks for it."""
-    from sparkql.runtime.prompting import render_prompt
-    from sparkql.runtime.tiny import build_char_tokenizer
+    from sparkql.runtime.generation.prompting import render_prompt
+    from sparkql.runtime.models.tiny import build_char_tokenizer
 
     tok = build_char_tokenizer(None)
     for problem in ("4+5-3", "10-3"):
