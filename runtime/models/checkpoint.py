@@ -98,7 +98,9 @@ def read_trainer_state(d: Path | None) -> dict | None:
         return None
     p = Path(d) / TRAINER_STATE
     try:
-        state = json.loads(p.read_text())
+        # NaN and Infinity (a diverged grad_norm) stay the strings Python's json wrote: a NaN float
+        # would not equal itself when two checkpoints' logs are compared, and is no reward anyway
+        state = json.loads(p.read_text(), parse_constant=str)
     except (OSError, UnicodeDecodeError, ValueError):
         return None
     return state if isinstance(state, dict) else None
@@ -141,12 +143,7 @@ class SeriesLog:
     """Every numeric key logged (None: no checkpoint has a trainer_state.json)."""
 
 
-def _entries(hist: list[dict]) -> list[str]:
-    # compared as canonical JSON: a logged NaN (a diverged grad_norm) equals itself there, not as a float
-    return [json.dumps(e, sort_keys=True) for e in hist]
-
-
-def _prefix(a: list[str], b: list[str]) -> bool:
+def _prefix(a: list[dict], b: list[dict]) -> bool:
     return len(a) <= len(b) and b[: len(a)] == a
 
 
@@ -160,7 +157,7 @@ def series_log(members: list[tuple[str, Path]]) -> SeriesLog:
     taken to be the run of the checkpoint whose trainer_state.json was written last (the newest run;
     ties: the last checkpoint), and every checkpoint whose log neither extends nor is extended by
     that one's is named as foreign."""
-    logs: list[tuple[str, list[str], int]] = []
+    logs: list[tuple[str, list[dict], int]] = []
     missing: list[str] = []
     keys: set[str] = set()
     for name, d in members:
@@ -171,7 +168,7 @@ def series_log(members: list[tuple[str, Path]]) -> SeriesLog:
             continue
         hist = log_history(state)
         keys |= logged_keys([hist])
-        logs.append((name, _entries(hist), p.stat().st_mtime_ns))
+        logs.append((name, hist, p.stat().st_mtime_ns))
     out = SeriesLog(missing=missing if logs else [], keys=keys if logs else None)
     if not logs:
         return out

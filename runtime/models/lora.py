@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -39,8 +40,12 @@ def merge_adapter(model: Any, adapter_dir: Path) -> Any:
     returned model is a plain transformers model (no peft wrappers left)."""
     peft = _peft()
     try:
-        wrapped = peft.PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=False)
-        merged = wrapped.merge_and_unload(safe_merge=True)
+        with warnings.catch_warnings():
+            # peft calls transformers APIs transformers has deprecated: noise for a sparkql user, who can
+            # do nothing about it (peft's own warnings, such as missing adapter keys, still show)
+            warnings.simplefilter("ignore", FutureWarning)
+            wrapped = peft.PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=False)
+            merged = wrapped.merge_and_unload(safe_merge=True)
     except (RuntimeError, ValueError, KeyError) as e:
         raise SparkError(f"cannot merge the adapter of {adapter_dir} into its base model: {e}",
                          hint="is the base the model the adapter was trained on? name it with "

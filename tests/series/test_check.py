@@ -244,3 +244,16 @@ def test_errors_are_spark_errors_with_a_location(tree):
     with pytest.raises(SparkError) as info:
         compile_file(study(tree, "runs/checkpoint-*"))
     assert info.value.span is not None and info.value.span.line == 2
+
+
+def test_a_logged_nan_does_not_split_a_run(tree):
+    """A diverged step logs grad_norm NaN in every later checkpoint's copy of the log: still one run."""
+    from sparkql.runtime.models.checkpoint import series_log
+
+    runs = recreate("grpo", tree / "runs")
+    for f in runs.glob("*/trainer_state.json"):
+        state = json.loads(f.read_text())
+        state["log_history"][0]["grad_norm"] = float("nan")
+        f.write_text(json.dumps(state))  # Python's json writes NaN, as the Trainer's does
+    report = series_log([(p.name, p) for p in sorted(runs.iterdir())])
+    assert report.foreign == [] and report.missing == [] and "grad_norm" in report.keys
