@@ -2,7 +2,9 @@
 
 Relative paths are looked up next to the study file first, then in the
 current directory. A glob is a checkpoint series ordered by the integer in
-each directory name (``checkpoint-2500``). A hub id (``Qwen/Qwen2.5-Math-1.5B``)
+each directory name (``checkpoint-2500``); every directory found must be a
+loadable model, full (config.json and weights) or a PEFT adapter
+(adapter_config.json and adapter weights, its base found by sparkql.lang.series). A hub id (``Qwen/Qwen2.5-Math-1.5B``)
 is resolved through the local Hugging Face cache only. ``zoo:`` paths name
 the toy organism (sparkql.zoo), built on demand by the runtime.
 """

@@ -5,7 +5,10 @@ dataset or head-set names (with did-you-mean), duplicate names, misspelled
 options and wrong value types, bad selectors (out of range, a step that is
 not in the series, a selector on a single model), empty globs and missing
 files, head indices outside the model's shape once config.json is known,
-datasets without the roles a statement needs, k > n.
+datasets without the roles a statement needs, k > n; series members that are
+not loadable models, adapter checkpoints without a findable base, and reward
+keys no checkpoint logs (sparkql.lang.series, which also warns about series
+that mix training runs).
 """
 
 from __future__ import annotations
