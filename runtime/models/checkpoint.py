@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,9 +37,16 @@ class CheckpointKind:
     peft_type: str | None = None
 
 
+_WEIGHT_NAMES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+
+
 def _full_weights(d: Path) -> bool:
     # training_args.bin, optimizer.pt, rng_state.pth sit beside the weights in a Trainer checkpoint:
-    # only the model's own files count.
+    # only the model's own files count. The usual names first (a stat each, cheap over 200
+    # checkpoints), then any other *.safetensors (consolidated.safetensors, ...).
+    base = str(d)
+    if any(os.path.isfile(os.path.join(base, n)) for n in _WEIGHT_NAMES):
+        return True
     for f in d.iterdir():
         name = f.name
         if name.startswith("adapter_model."):
