@@ -29,7 +29,8 @@ def run_load_model(step: Step, ctx: RunContext) -> StepOutput:
     spec: LoadModelSpec = step.spec  # type: ignore[assignment]
     ref = spec.model
     d = _local_dir(ref.path)
-    cfg = read_config(d)
+    # an adapter checkpoint: the shape is its base's; ``dir`` stays the checkpoint (trainer_state.json)
+    cfg = read_config(_local_dir(ref.base) if ref.base else d)
     adapter = adapter_for_config(cfg, where=str(d))
     shape = model_shape(cfg, where=str(d))
     row = {

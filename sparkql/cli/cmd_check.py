@@ -6,7 +6,7 @@ import json
 
 import click
 
-from sparkql.cli.common import generation_backends, print_error
+from sparkql.cli.common import generation_backends, print_error, print_warnings
 from sparkql.errors import SparkError
 
 
@@ -40,8 +40,10 @@ def check(files: tuple[str, ...], as_json: bool) -> None:
             choices = generation_backends(plan)
             results.append({"file": f, "ok": True, "steps": len(plan.steps), "kinds": kinds,
                             "backend": ",".join(c.backend for c in choices) or plan.backend,
-                            "backend_reason": "; ".join(c.reason for c in choices) or None})
+                            "backend_reason": "; ".join(c.reason for c in choices) or None,
+                            **({"warnings": plan.warnings} if plan.warnings else {})})
         else:
+            print_warnings(plan)
             summary = ", ".join(f"{n} {k}" for k, n in kinds.items())
             click.echo(f"ok {f}: {len(plan.steps)} steps ({summary})")
     if as_json:

@@ -46,6 +46,12 @@ def print_error(err: SparkError) -> None:
     click.echo(err.render(), err=True)
 
 
+def print_warnings(plan) -> None:
+    """The compiler's warnings (already rendered: location, line, caret, hint), on stderr."""
+    for w in plan.warnings:
+        click.echo(w, err=True)
+
+
 def run_cli(group: click.Group, argv: list[str] | None) -> int:
     """Run the click group; SparkError -> rendered message and exit code 2, never a traceback."""
     args = list(sys.argv[1:] if argv is None else argv)

@@ -19,7 +19,8 @@ from sparkql.lang import ast as A
 class OptionSpec:
     name: str
     type: str
-    """int | float | str | bool | enum | ints (an int or a list of ints) | size | prefix"""
+    """int | float | str | bool | enum | ints (an int or a list of ints) | size | prefix | model (a declared
+    model's name or a "path")"""
     doc: str
     choices: tuple[str, ...] = ()
     min: float | None = None
@@ -80,7 +81,19 @@ GLOBAL_OPTIONS = {o.name: o for o in [
     _o("trust_remote_code", "bool", "Allow model code from the model directory (off by default).", default=False),
 ]}
 
-MODEL_OPTIONS = {o.name: o for o in [DTYPE, GLOBAL_OPTIONS["trust_remote_code"]]}
+MODEL_OPTIONS = {o.name: o for o in [
+    DTYPE, GLOBAL_OPTIONS["trust_remote_code"],
+    _o("base", "model", "The base model a LoRA/PEFT adapter checkpoint is merged into: a declared model's name or a "
+       "\"path\" (default: base_model_name_or_path of adapter_config.json)."),
+    _o("series", "enum", "What to do when a series mixes runs (a checkpoint's trainer_state.json log does not extend "
+       "the others', e.g. leftovers of an earlier run in the same output_dir) or a checkpoint has no "
+       "trainer_state.json: warn, or refuse (strict).", ["warn", "strict"], default="warn"),
+]}
+COHORT_OPTIONS = {o.name: o for o in [
+    _o("reward", "str", "The trainer_state.json log_history key read as the reward, e.g. "
+       "\"rewards/accuracy_reward/mean\" (default: TRL's accuracy reward, else its total reward, else "
+       "mean_token_accuracy, else the loss)."),
+]}
 DATASET_OPTIONS = {o.name: o for o in [
     _o("grader", "enum", "How answers are graded.", ["math", "gsm8k", "triviaqa", "gpqa", "exact"]),
     _o("format", "enum", "File format (default: from the extension).", ["jsonl", "json", "csv", "parquet"]),
@@ -158,6 +171,10 @@ def check_value(spec: OptionSpec, v) -> Any:
         if not m:
             raise _bad(spec, v, 'a size like "8GiB"')
         return int(float(m.group(1)) * _UNITS[(m.group(2) or "").upper()])
+    if t == "model":
+        if isinstance(v, (A.Word, A.String)):
+            return v  # the resolver binds it (a name) or finds it (a path), pointing at this value
+        raise _bad(spec, v, 'a model name or a "path"')
     if t == "prefix":
         if isinstance(v, A.String):
             return v.value

@@ -5,7 +5,10 @@ dataset or head-set names (with did-you-mean), duplicate names, misspelled
 options and wrong value types, bad selectors (out of range, a step that is
 not in the series, a selector on a single model), empty globs and missing
 files, head indices outside the model's shape once config.json is known,
-datasets without the roles a statement needs, k > n.
+datasets without the roles a statement needs, k > n; series members that are
+not loadable models, adapter checkpoints without a findable base, and reward
+keys no checkpoint logs (sparkql.lang.series, which also warns about series
+that mix training runs).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from sparkql.lang import options as O
 from sparkql.lang.fmt import fmt_selector
 from sparkql.lang.paths import dataset_fingerprint, find_file, find_models
 from sparkql.lang.study import (
-    EvalTarget, ModelDecl, RCircuit, RCohort, REval, RHeads, RIntervene, SetSource, Study,
+    EvalTarget, ModelDecl, Note, RCircuit, RCohort, REval, RHeads, RIntervene, SetSource, Study,
 )
 from sparkql.plan.steps import CircuitParams, DatasetRef, ExecOptions, ModelRef, ModelShape, SamplingParams
 
@@ -61,6 +64,7 @@ class Env:
     dataset_extract: dict[str, str] = field(default_factory=dict)
     """``extract`` given on a dataset statement (kept out of DatasetRef: it changes how answers
     are graded, not what is generated, so it must not change the generate step's key)."""
+    warnings: list[Note] = field(default_factory=list)
 
 
 def _model_id(path: str, fingerprint: str) -> str:
@@ -87,21 +91,38 @@ class Resolver:
 
     # ---- models ---------------------------------------------------------------------
     def model_stmt(self, s: A.ModelStmt) -> None:
+        from sparkql.lang.series import AdapterBases, adapter_fingerprint, check_series_log
+
         name = s.name.name
         self._no_duplicate(name, s.name.span)
         opts = O.check_options(s.options, O.MODEL_OPTIONS, "model")
         found = find_models(s.path.value, s.path.span, self.env.study_dir)
-        series = any(ch in s.path.value for ch in "*?[") or (s.path.value.startswith("zoo:") and len(found) > 1) \
-            or (s.path.value.startswith("zoo:") and "/" in s.path.value)
+        is_zoo = s.path.value.startswith("zoo:")
+        series = any(ch in s.path.value for ch in "*?[") or (is_zoo and len(found) > 1) or (is_zoo and "/" in s.path.value)
+        base_opt = opts.get("base")
+        if base_opt is not None and not any(f.adapter for f in found):
+            raise SparkError(f"option `base` names the base model of PEFT adapter checkpoints, and `{name}` is a full "
+                             "model (config.json and weights)", span=base_opt.span, hint="remove `base = ...`")
+        if "series" in opts and not series:
+            opt = next(o for o in s.options if o.key.name == "series")
+            raise SparkError(f"`series` is an option of a checkpoint series, and `{name}` is one model", span=opt.span,
+                             hint='a series is a glob like "runs/grpo/checkpoint-*"')
+        bases = AdapterBases(s, self.env.models, self.env.study_dir, base_opt, _shape)
         refs = []
+        first_base = None
         for i, f in enumerate(found):
             label = f"{name}[step={f.step}]" if series and f.step is not None else (f"{name}[{i}]" if series else name)
+            fingerprint, base = f.fingerprint, None
+            if f.adapter:
+                b = bases.for_member(f)
+                first_base = first_base or b
+                fingerprint, base = adapter_fingerprint(f.fingerprint, b.fingerprint), b.path
             refs.append(ModelRef(
                 name=name, label=label, path=f.path, step=f.step if series else None,
                 index=i if series else None, series_len=len(found) if series else None,
-                fingerprint=f.fingerprint, model_id=_model_id(f.path, f.fingerprint),
+                fingerprint=fingerprint, model_id=_model_id(f.path, fingerprint), base=base,
             ))
-        config = found[0].config
+        config = found[0].config if not found[0].adapter else (first_base.config if first_base else None)
         shape = None
         if config is not None:
             from sparkql.runtime.models.adapters import adapter_for_config
@@ -112,14 +133,23 @@ class Resolver:
                 e.span = s.path.span
                 raise
             shape = _shape(config, name, s.path.span)
-        elif s.path.value.startswith("zoo:"):
+        elif found[0].adapter and first_base is not None:
+            shape = first_base.shape
+        elif is_zoo:
             from sparkql import zoo
 
             shape = ModelShape(**zoo.model_shape())
+        log_keys = None
+        if series and not is_zoo:
+            log_keys = check_series_log(name, found, s.path.span, opts.get("series") == "strict", self._warn)
         self.env.models[name] = ModelDecl(
             name=name, written=s.path.value, series=series, refs=refs, shape=shape, dtype=opts.get("dtype"),
             trust_remote_code=opts.get("trust_remote_code", False), span=s.span,
+            log_keys=sorted(log_keys) if log_keys is not None else None,
         )
+
+    def _warn(self, message: str, span: Span | None, hint: str | None = None) -> None:
+        self.env.warnings.append(Note(message=message, hint=hint, span=span))
 
     def _no_duplicate(self, name: str, span: Span | None) -> None:
         kinds = [("model", self.env.models), ("dataset", self.env.datasets), ("head set", self.env.sets)]
@@ -412,12 +442,29 @@ class Resolver:
         self.out.append(RHeads(name=name, expr=s.expr, span=s.span))
 
     def cohort_stmt(self, s: A.CohortStmt) -> None:
-        O.check_options(s.options, {}, "cohort")
+        opts = O.check_options(s.options, O.COHORT_OPTIONS, "cohort")
         info = self._set_info(A.SetRef(name=s.set, span=s.set.span))
         if not info.is_diff:
             raise SparkError(f"cohort needs an emergent set from `circuit ... diff ...`; `{info.name}` is not one",
                              span=s.set.span, hint="write: circuit D on series[*] diff base as NAME; cohort NAME")
-        self.out.append(RCohort(set_name=info.name, span=s.span))
+        reward = opts.get("reward")
+        if reward is not None:
+            self._check_reward_key(reward, info, next(o for o in s.options if o.key.name == "reward").value.span)
+        self.out.append(RCohort(set_name=info.name, reward=reward, span=s.span))
+
+    def _check_reward_key(self, key: str, info: SetInfo, span: Span | None) -> None:
+        """The key must be logged by the series' trainer_state.json files (when they can be read now:
+        a zoo series is built at run time, and the cohort step checks it then)."""
+        decl = self.env.models.get(info.series_name or (info.domain[0].name if info.domain else ""))
+        if decl is None or decl.written.startswith("zoo:"):
+            return
+        if decl.log_keys is None:
+            raise SparkError(f'no checkpoint of `{decl.name}` has a trainer_state.json to read "{key}" from',
+                             span=span, hint="the reward curve comes from the log_history the HF Trainer (and TRL) "
+                                             "writes into every checkpoint")
+        if key not in decl.log_keys:
+            raise SparkError(f'the checkpoints of `{decl.name}` log no "{key}"', span=span,
+                             hint=known_names_hint(key, decl.log_keys, "logged keys"))
 
     def intervene_stmt(self, s: A.AblateStmt | A.ScaleStmt) -> None:
         op = "ablate" if isinstance(s, A.AblateStmt) else "scale"
@@ -536,6 +583,7 @@ class Resolver:
         for stmt in tree.statements:
             handlers[stmt.stmt](stmt)
         return Study(file=self.file, models=self.env.models, datasets=self.env.datasets, statements=self.out,
+                     warnings=self.env.warnings,
                      backend=self.env.settings.get("backend", "auto"))
 
 

@@ -161,9 +161,10 @@ class _Builder:
         ]
         base_key = self.base_circuit_of[name]
         base = self.steps[base_key].spec.model
-        spec = CohortSpec(name=name, series=members, base=base, base_circuit_key=base_key)
+        spec = CohortSpec(name=name, series=members, base=base, base_circuit_key=base_key, reward=c.reward)
         deps = [m.set_key for m in members] + [m.circuit_key for m in members] + [base_key]
-        self.add("cohort", spec, f"cohort {name} ({len(members)} checkpoints)", deps, c.span)
+        label = f"cohort {name} ({len(members)} checkpoints" + (f", reward {c.reward})" if c.reward else ")")
+        self.add("cohort", spec, label, deps, c.span)
 
     def intervene_stmt(self, v: RIntervene) -> None:
         for target in v.targets or []:
@@ -201,7 +202,12 @@ class _Builder:
     def build(self) -> Plan:
         for stmt in self.study.statements:
             getattr(self, f"{stmt.kind}_stmt")(stmt)
-        return Plan(study=self.study.file, steps=list(self.steps.values()), backend=self.study.backend)
+        return Plan(study=self.study.file, steps=list(self.steps.values()), backend=self.study.backend,
+                    warnings=[_render(n, self.study.file) for n in self.study.warnings])
+
+
+def _render(note, file: str, source: str | None = None) -> str:
+    return SparkError(note.message, span=note.span, hint=note.hint, file=file, source=source, level="warning").render()
 
 
 def _refs(e: HeadExpr) -> list[str]:
@@ -231,7 +237,10 @@ def compile_text(text: str, file: str | None = None, study_dir: Path | None = No
     try:
         tree = parse(text, name)
         study = resolve(tree, name, study_dir)
-        return compile_study(study)
+        plan = compile_study(study)
+        if study.warnings:  # rendered again with the study text: the line and a caret
+            plan = plan.model_copy(update={"warnings": [_render(n, name, text) for n in study.warnings]})
+        return plan
     except SparkError as e:
         raise e.with_source(name, text) from None
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Annotated, Literal, Union
+from typing import Annotated, ClassVar, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, model_serializer
 
@@ -34,8 +34,27 @@ class Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-class ModelRef(Frozen):
+class _OmitsUnset(Frozen):
+    """A model whose optional fields in ``_OMIT_NONE`` are left out of its JSON when None (or an
+    empty list): fields
+    added after keys were first computed, so that a step that does not use them keeps its key (and
+    its stored results) and plans that do not use them read as before."""
+
+    _OMIT_NONE: ClassVar[tuple[str, ...]] = ()
+
+    @model_serializer(mode="wrap")
+    def _omit_none(self, handler):
+        data = handler(self)
+        for k in self._OMIT_NONE:
+            if k in data and (data[k] is None or data[k] == []):
+                del data[k]
+        return data
+
+
+class ModelRef(_OmitsUnset):
     """One concrete model (a single HF directory, or one checkpoint of a series)."""
+
+    _OMIT_NONE: ClassVar[tuple[str, ...]] = ("base",)
 
     name: str
     """The name declared in the study (``model ckpt = ...``)."""
@@ -53,6 +72,10 @@ class ModelRef(Frozen):
     """Identifies the weights (config hash and weight files' sizes; zoo recipe hash)."""
     model_id: str
     """Stable id used in the store: sha256 of path and fingerprint, 16 hex chars."""
+    base: str | None = None
+    """A PEFT adapter checkpoint (``path`` holds adapter_config.json, no config.json): the base
+    model it is merged into when loaded (an absolute directory or a ``zoo:`` path). The
+    fingerprint then covers the adapter's files and the base's fingerprint."""
 
 
 class ModelShape(Frozen):
@@ -175,8 +198,10 @@ class CohortMember(Frozen):
     """Step key of this checkpoint's circuit."""
 
 
-class CohortSpec(Frozen):
+class CohortSpec(_OmitsUnset):
     """Cohort analysis of an emergent set across a checkpoint series (docs/store.md, cohorts)."""
+
+    _OMIT_NONE: ClassVar[tuple[str, ...]] = ("reward",)
 
     kind: Literal["cohort"] = "cohort"
     name: str
@@ -185,6 +210,9 @@ class CohortSpec(Frozen):
     """Ordered by step."""
     base: ModelRef
     base_circuit_key: str
+    reward: str | None = None
+    """``with reward = "KEY"``: the trainer_state.json log_history key read as the reward (None: the
+    default choice, sparkql.store.cohorts.pick_reward_key)."""
 
 
 class InterveneSpec(Frozen):
@@ -299,7 +327,9 @@ class Step(Frozen):
     """The statement that produced this step."""
 
 
-class Plan(Frozen):
+class Plan(_OmitsUnset):
+    _OMIT_NONE: ClassVar[tuple[str, ...]] = ("warnings",)
+
     study: str
     """Path (or ``<text>``) of the study."""
     steps: list[Step]
@@ -308,6 +338,9 @@ class Plan(Frozen):
     """Generation backend the study asks for (``auto``, ``transformers`` or ``vllm``). Which one
     runs is decided at run time, per generate step, by
     ``sparkql.runtime.generation.backend.choose_backend`` (``sparkql plan`` shows its choice)."""
+    warnings: list[str] = Field(default_factory=list)
+    """The compiler's warnings, rendered (``file:line:col: warning: ...``, the line, a caret, a hint):
+    things a study may do but probably did not mean, such as a series that mixes two runs."""
 
     def by_key(self) -> dict[str, Step]:
         return {s.key: s for s in self.steps}

@@ -320,7 +320,8 @@ VIEWS: dict[str, str] = {
                  WHERE h.cohort_key = c.cohort_key AND h.origin = 'emergent' AND h.survives) AS n_surviving,
                any_value(c.n_base) AS n_base,
                any_value(c.reward_key) AS reward_key,
-               corr(c.reward, c.newly_activated) AS reward_newly_corr
+               -- undefined (fewer than two rewards, or a constant column) is NULL, not DuckDB's NaN
+               nullif(corr(c.reward, c.newly_activated), 'nan'::DOUBLE) AS reward_newly_corr
         FROM cohort_checkpoints c GROUP BY c.cohort_key""",
     "reward_curve": """
         CREATE OR REPLACE VIEW reward_curve AS
