@@ -31,13 +31,17 @@ def run(
     partial: bool = False,
     quiet: bool = False,
     console: Console | None = None,
+    cluster: Any = None,
 ) -> RunSummary:
     """Compile and execute a study into the DuckDB file ``db``; returns the :class:`RunSummary`.
 
     ``path_or_text`` is a ``.spark`` file or the text of a study. ``device``, ``backend``,
     ``memory`` and ``batch_size`` override how steps run (not what they mean: cached
     results stay valid). ``partial`` runs what this build can run when some step kinds
-    have no handler. Raises SparkError for mistakes in the study.
+    have no handler. ``cluster`` runs the steps on a Ray cluster: an address (``"local"``,
+    ``"auto"``, ``"ray://host:10001"``) or a
+    :class:`sparkql.runtime.execution.cluster.ClusterOptions`. Raises SparkError for mistakes in
+    the study.
     """
     from sparkql.plan.compile import compile_file, compile_text, read_study
 
@@ -53,5 +57,9 @@ def run(
     for w in plan.warnings:  # rendered compiler warnings (a series that mixes runs, ...)
         console.print(w, markup=False)
     overrides: dict[str, Any] = {"device": device, "backend": backend, "memory": memory, "batch_size": batch_size}
+    if isinstance(cluster, str):
+        from sparkql.runtime.execution.cluster import ClusterOptions, check_address
+
+        cluster = ClusterOptions(address=check_address(cluster))
     return execute(plan, db, study_text=text, dry_run=dry_run, exec_overrides=overrides, partial=partial,
-                   console=console)
+                   console=console, cluster=cluster)

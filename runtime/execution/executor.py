@@ -219,12 +219,15 @@ def execute(
     debug: bool = False,
     on_step_done: Callable[[StepRecord], None] | None = None,
     log_file: str | Path | None = None,
+    cluster: Any = None,
 ) -> RunSummary:
     """Run ``plan`` into the DuckDB file ``db``; returns what happened, step by step.
 
     ``exec_overrides`` replaces fields of every step's ExecOptions (device, backend,
     memory, batch_size): not part of the keys, so cached results stay valid.
     ``log_file`` also appends the per-step log lines (with timestamps) to that file.
+    ``cluster`` (a :class:`sparkql.runtime.execution.cluster.ClusterOptions`) runs the steps on a
+    Ray cluster instead of in this process, with the same store contract.
     Raises SparkError for user-fixable problems and KeyboardInterrupt after a clean stop.
     """
     console = console or Console(highlight=False)
@@ -263,6 +266,12 @@ def execute(
             hint="their handler modules are not installed yet; `sparkql run --partial` runs every step that can "
             "run now and lists the rest",
         )
+
+    if cluster is not None:
+        from sparkql.runtime.execution.cluster import run_on_cluster
+
+        return run_on_cluster(plan, db, steps, done_before, cannot, summary, cluster, study_text=study_text,
+                              console=console, live=live, debug=debug, on_step_done=on_step_done, log_file=log_file)
 
     todo = [s for s in steps if s.key not in done_before]
     records: dict[str, StepRecord] = {}

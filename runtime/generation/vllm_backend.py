@@ -128,6 +128,9 @@ def engine_for(path: str, dtype: str = "auto", seed: int = 0):
         enable_prefix_caching=True,
         gpu_memory_utilization=float(os.environ.get("SPARKQL_VLLM_GPU_UTIL", "0.80")),
         trust_remote_code=False,
+        # a model larger than one GPU: vLLM shards it over this many (`sparkql run --tensor-parallel N`
+        # sets it on cluster workers, each holding N GPUs); vLLM picks its own executor backend
+        tensor_parallel_size=int(os.environ.get("SPARKQL_VLLM_TENSOR_PARALLEL", "1")),
     )
     _ENGINES[key] = llm
     return llm
