@@ -8,7 +8,9 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.sparkql-installed
 PYTEST_ARGS ?=
 
-.PHONY: install demo test check-studies bench clean-demo
+RAY_STAMP := $(VENV)/.sparkql-ray-installed
+
+.PHONY: install install-ray demo test test-ray check-studies bench clean-demo
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -21,8 +23,20 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/sparkql run studies/toy.spark --db toy.duckdb
 
+# tests/cluster is the Ray lane (make test-ray): it needs the `ray` extra and starts Ray clusters.
 test: $(STAMP)
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q --ignore=tests/cluster $(PYTEST_ARGS)
+
+# The optional Ray extra, pinned by constraints-ray.txt (torch stays pinned by constraints.txt).
+$(RAY_STAMP): $(STAMP) constraints-ray.txt
+	$(PY) -m pip install -q -c constraints.txt -c constraints-ray.txt -e ".[ray]"
+	touch $(RAY_STAMP)
+
+install-ray: $(RAY_STAMP)
+
+# The Ray lane: the cluster executor on a local Ray cluster and a two-node one on this machine.
+test-ray: $(RAY_STAMP)
+	$(PY) -m pytest -q tests/cluster $(PYTEST_ARGS)
 
 check-studies: $(STAMP)
 	$(VENV)/bin/sparkql fmt --check studies/*.spark
@@ -34,3 +48,5 @@ bench: $(STAMP)
 	$(PY) benchmarks/generate.py
 	$(PY) benchmarks/tui.py
 	$(PY) benchmarks/grading.py
+	$(MAKE) install-ray VENV=$(VENV)
+	$(PY) benchmarks/cluster.py
