@@ -2,7 +2,8 @@
 
     python -m tests.cluster.runner STUDY DB ADDRESS [--kill-after-commits N | --kill-after-samples]
 
-prints the run's status and step counts as its last line ("done N_DONE N_CACHED")."""
+prints the run's status and step counts as its last line ("done N_DONE N_CACHED"); exits 130
+after Ctrl-C."""
 
 from __future__ import annotations
 
@@ -46,8 +47,12 @@ def main() -> None:
         if a.kill_after_commits and len(commits) >= a.kill_after_commits:
             os.kill(os.getpid(), signal.SIGKILL)
 
-    s = execute(compile_file(a.study), a.db, live=False, console=Console(width=200), on_step_done=after,
-                cluster=ClusterOptions(address=a.address, worker_cpus=1, env=worker_env()))
+    try:
+        s = execute(compile_file(a.study), a.db, live=False, console=Console(width=200), on_step_done=after,
+                    cluster=ClusterOptions(address=a.address, worker_cpus=1, env=worker_env()))
+    except KeyboardInterrupt:
+        print("stopped by Ctrl-C", flush=True)
+        raise SystemExit(130)
     print(s.status, s.n_done, s.n_cached, flush=True)
 
 

@@ -96,6 +96,45 @@ def test_the_driver_killed_mid_run_then_a_rerun_gives_the_same_tables(two_nodes,
     con.close()
 
 
+def test_ctrl_c_stops_the_workers_and_leaves_the_store_consistent(two_nodes, study_file, reference, tmp_path):
+    import time
+
+    from sparkql.store.lock import is_held
+
+    db = tmp_path / "s.duckdb"
+    cmd = [sys.executable, "-m", "tests.cluster.runner", str(study_file), str(db), two_nodes.address]
+    p = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    lines = []
+    try:
+        for line in p.stdout:  # Ctrl-C once four steps are saved, with others running
+            lines.append(line)
+            if sum(1 for x in lines if x.startswith("✓ ")) == 4:
+                p.send_signal(signal.SIGINT)
+                break
+        lines += p.stdout.readlines()
+        assert p.wait(timeout=60) == 130, "".join(lines)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    log = "".join(lines)
+    assert "interrupted: " in log and "rerun the same command to resume" in log, log
+    assert not is_held(db)
+    con = duckdb.connect(str(db), read_only=True)
+    status, error = con.execute("SELECT status, error FROM runs").fetchone()
+    saved = con.execute("SELECT count(*) FROM steps").fetchone()[0]
+    con.close()
+    assert status == "interrupted" and error.startswith("interrupted"), error
+    assert 4 <= saved < 19
+    # the run's workers are gone (their process titles name the actor class)
+    end = time.monotonic() + 20
+    while subprocess.run(["pgrep", "-f", "ray::StepWorker"], capture_output=True).returncode == 0:
+        assert time.monotonic() < end, "StepWorker processes outlived the interrupted run"
+        time.sleep(0.5)
+    r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and r.stdout.splitlines()[-1].split() == ["done", str(19 - saved), str(saved)], r.stdout
+    assert_same_tables(dump(db), reference)
+
+
 def test_a_node_without_the_models_fails_with_a_clear_error(two_nodes, study_file, tmp_path):
     # a third node whose Ray processes see the study's directory elsewhere (where nothing is):
     # workers are placed only there through a custom resource
