@@ -1,4 +1,4 @@
-"""The compiler path never imports torch, transformers, nnsight, vllm, peft or textual (checked in a
+"""The compiler path never imports torch, transformers, nnsight, vllm, peft, textual or ray (checked in a
 fresh interpreter, since this test process has imported them already)."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-HEAVY = ["torch", "transformers", "nnsight", "vllm", "peft", "textual"]
+HEAVY = ["torch", "transformers", "nnsight", "vllm", "peft", "textual", "ray"]
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -32,7 +32,8 @@ def test_check_plan_fmt_commands_are_light(tmp_path):
     study.write_text("# nothing to run\n")
     code = (
         "from sparkql.cli.main import cli\n"
-        f"for args in (['check', {str(study)!r}], ['plan', {str(study)!r}, '--db', {str(tmp_path / 'x.duckdb')!r}], ['fmt', {str(study)!r}]):\n"
+        f"for args in (['check', {str(study)!r}], ['plan', {str(study)!r}, '--db', {str(tmp_path / 'x.duckdb')!r}], "
+        f"['plan', {str(study)!r}, '--cluster', 'auto', '--db', {str(tmp_path / 'x.duckdb')!r}], ['fmt', {str(study)!r}]):\n"
         "    try:\n        cli.main(args=args, standalone_mode=False)\n    except SystemExit:\n        pass\n"
     )
     assert loaded_after(code) == []
