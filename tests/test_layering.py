@@ -16,10 +16,10 @@ HEAVY = {"torch", "transformers", "nnsight", "vllm", "textual", "textual_plotext
 
 # part -> (sparkql modules it may import (prefixes), heavy libraries it may import)
 ALLOWED: dict[str, tuple[set[str], set[str]]] = {
-    "sparkql.lang": ({"sparkql.errors", "sparkql.lang", "sparkql.plan.steps", "sparkql.builtins", "sparkql.zoo",
-                      "sparkql.runtime.models.adapters", "sparkql.runtime.models.config",
-                      "sparkql.runtime.models.checkpoint"}, set()),
-    "sparkql.plan": ({"sparkql.errors", "sparkql.lang", "sparkql.plan"}, set()),
+    "sparkql.lang": ({"sparkql.errors", "sparkql.lang", "sparkql.plan.steps", "sparkql.plan.fingerprint",
+                      "sparkql.builtins", "sparkql.zoo", "sparkql.runtime.models.adapters",
+                      "sparkql.runtime.models.config", "sparkql.runtime.models.checkpoint"}, set()),
+    "sparkql.plan": ({"sparkql.errors", "sparkql.lang", "sparkql.plan", "sparkql.zoo"}, set()),
     "sparkql.store": ({"sparkql.errors", "sparkql.store"}, set()),
     "sparkql.runtime.datasets": ({"sparkql.errors", "sparkql.plan.steps", "sparkql.builtins"}, set()),
     "sparkql.runtime.grading": ({"sparkql.errors", "sparkql.plan.steps", "sparkql.store", "sparkql.runtime.grading"}, set()),
@@ -31,7 +31,8 @@ ALLOWED: dict[str, tuple[set[str], set[str]]] = {
     "sparkql.runtime.generation": ({"sparkql.errors", "sparkql.plan.steps", "sparkql.runtime.generation",
                                     "sparkql.runtime.models", "sparkql.runtime.datasets"},
                                    {"torch", "transformers", "vllm"}),
-    "sparkql.runtime.execution": ({"sparkql.errors", "sparkql.plan.steps", "sparkql.store", "sparkql.runtime.execution",
+    "sparkql.runtime.execution": ({"sparkql.errors", "sparkql.plan.steps", "sparkql.plan.waves",
+                                   "sparkql.plan.fingerprint", "sparkql.store", "sparkql.runtime.execution",
                                    "sparkql.runtime.models.loading", "sparkql.__version__"}, {"ray"}),
     "sparkql.runtime.steps": ({"sparkql.errors", "sparkql.plan.steps", "sparkql.store", "sparkql.runtime"}, set()),
     "sparkql.runtime.zoo": ({"sparkql.errors", "sparkql.plan.steps", "sparkql.zoo", "sparkql.runtime.zoo",

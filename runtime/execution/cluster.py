@@ -203,9 +203,9 @@ def run_on_cluster(
     log_file: str | Path | None,
 ):
     """The cluster counterpart of the executor's loop (same records, same summary)."""
-    from sparkql.runtime.executor import StepRecord, _fmt_summary, _hold_interrupts, _sigterm_as_interrupt, model_ids_of
-    from sparkql.runtime.handlers import HANDLERS
-    from sparkql.runtime.progress import Progress
+    from sparkql.runtime.execution.executor import StepRecord, _fmt_summary, _hold_interrupts, _sigterm_as_interrupt, model_ids_of
+    from sparkql.runtime.execution.handlers import HANDLERS
+    from sparkql.runtime.execution.progress import Progress
     from sparkql.store.api import Store
     from sparkql.store.lock import RunLock
 
@@ -463,7 +463,7 @@ class _Driver:
             slot.bar.update(description=f"  {slot.name} {info.get('node', '')}: idle")
 
     def on_result(self, ref, slot: _Slot) -> None:
-        from sparkql.runtime.executor import StepRecord, _fmt_summary, _hold_interrupts
+        from sparkql.runtime.execution.executor import StepRecord, _fmt_summary, _hold_interrupts
 
         ray = self.ray
         step = slot.step
@@ -504,7 +504,7 @@ class _Driver:
             self.on_step_done(rec)
 
     def worker_lost(self, step: Step, slot: _Slot, e: BaseException) -> None:
-        from sparkql.runtime.executor import StepRecord
+        from sparkql.runtime.execution.executor import StepRecord
 
         n = self.attempts[step.key] = self.attempts.get(step.key, 0) + 1
         reason = _first_line(e)
@@ -529,7 +529,7 @@ class _Driver:
         self.ready.append(step)
 
     def step_failed(self, step: Step, slot: _Slot, cause: BaseException) -> None:
-        from sparkql.runtime.executor import StepRecord
+        from sparkql.runtime.execution.executor import StepRecord
 
         if isinstance(cause, SparkError):
             cause.message = f"{step.label}: {cause.message}"
@@ -553,7 +553,7 @@ class _Driver:
 
     # ------------------------------------------------------------------ worker requests
     def serve(self, messages: list[tuple]) -> None:
-        from sparkql.runtime.executor import _hold_interrupts
+        from sparkql.runtime.execution.executor import _hold_interrupts
 
         answers = []
         for req, worker, kind, payload, events in messages:

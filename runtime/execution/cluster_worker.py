@@ -160,16 +160,16 @@ class StepWorker:
     def hello(self) -> dict:
         import ray
 
-        import sparkql
+        from sparkql import __version__
 
         ctx = ray.get_runtime_context()
         return {"index": self.index, "pid": os.getpid(), "host": socket.gethostname(),
                 "node": ray.util.get_node_ip_address(), "node_id": ctx.get_node_id(),
-                "version": sparkql.__version__, "gpus": [str(g) for g in ray.get_gpu_ids()]}
+                "version": __version__, "gpus": [str(g) for g in ray.get_gpu_ids()]}
 
     def _models(self):
         if self.models is None:
-            from sparkql.runtime.executor import LazyModels
+            from sparkql.runtime.execution.executor import LazyModels
 
             self.models = LazyModels()
         return self.models
@@ -184,9 +184,9 @@ class StepWorker:
         loaded = [m for m in self.recent if m in set(models.loaded()) and m not in needed]
         while loaded and len(loaded) + len(needed) > self.max_models:
             models.release(loaded.pop(0))
-        if "sparkql.runtime.vllm_backend" in sys.modules and set(self.recent) - set(models.loaded()) - needed:
+        if "sparkql.runtime.generation.vllm_backend" in sys.modules and set(self.recent) - set(models.loaded()) - needed:
             # one vLLM engine per worker: drop engines of released models (rebuilt on demand)
-            sys.modules["sparkql.runtime.vllm_backend"].release_engines()
+            sys.modules["sparkql.runtime.generation.vllm_backend"].release_engines()
         live = set(models.loaded())
         self.recent = [m for m in self.recent if m in live or m in needed]
 
@@ -200,9 +200,9 @@ class StepWorker:
 
         import ray
 
-        from sparkql.runtime.context import RunContext, StepOutput
+        from sparkql.runtime.execution.context import RunContext, StepOutput
         from sparkql.runtime.execution.node_files import check_files, localize
-        from sparkql.runtime.executor import model_ids_of
+        from sparkql.runtime.execution.executor import model_ids_of
 
         if self.plan_id != plan_box[0].hex():
             self.plan, self.plan_id = ray.get(plan_box[0]), plan_box[0].hex()

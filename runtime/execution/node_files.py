@@ -95,11 +95,12 @@ def file_refs(step: Step) -> tuple[list[dict], list[dict]]:
 
 
 def _model_fingerprint(path: str) -> str | None:
-    """This node's fingerprint of a model directory (None when it has no config.json)."""
-    from sparkql.lang.paths import fingerprint_dir  # the compiler's own definition (torch-free)
+    """This node's fingerprint of a model directory (None when it has no config.json, nor an
+    adapter_config.json for a PEFT adapter checkpoint)."""
+    from sparkql.plan.fingerprint import fingerprint_dir  # the compiler's own definition
 
     d = Path(path)
-    if not (d / "config.json").is_file():
+    if not ((d / "config.json").is_file() or (d / "adapter_config.json").is_file()):  # a model or a PEFT adapter
         return None
     return fingerprint_dir(d)
 
@@ -111,7 +112,7 @@ def check_files(step: Step, node: str, plan_paths: dict[str, str] | None = None,
     ``plan_paths`` maps a node path back to the plan's path (for the message when a path map is
     in use); ``checked`` remembers (path, fingerprint) pairs already verified by this worker.
     """
-    from sparkql.lang.paths import dataset_fingerprint
+    from sparkql.plan.fingerprint import dataset_fingerprint, zoo_fingerprint
 
     plan_paths = plan_paths or {}
     checked = checked if checked is not None else set()
@@ -126,9 +127,7 @@ def check_files(step: Step, node: str, plan_paths: dict[str, str] | None = None,
         if (path, want) in checked:
             continue
         if path.startswith("zoo:"):
-            from sparkql import zoo
-
-            got = zoo.recipe_hash()[:16]
+            got = zoo_fingerprint()
             if got != want:
                 raise SparkError(
                     f"node {node}: the zoo model {path} would be built from another recipe than the plan's "
@@ -139,14 +138,14 @@ def check_files(step: Step, node: str, plan_paths: dict[str, str] | None = None,
             got = _model_fingerprint(path)
             if got is None:
                 raise SparkError(
-                    f"node {node}: model {ref['label']} is missing: no config.json in {where(path)}",
+                    f"node {node}: model {ref['label']} is missing: no config.json or adapter_config.json in {where(path)}",
                     hint="workers read models by path: put them on storage every node mounts at the same path, "
                          f"or map the path on that node with {PATH_MAP_ENV}",
                 )
             if got != want:
                 raise SparkError(
                     f"node {node}: model {ref['label']} at {where(path)} differs from the one the plan was made "
-                    f"from (fingerprint {got}, plan {want}: config.json or the weight files' sizes or times)",
+                    f"from (fingerprint {got}, plan {want}: its config or the weight files' sizes or times)",
                     hint="give every node the same files (copies keep their modification times with `rsync -a`), "
                          "or rerun to plan against the files as they are now",
                 )

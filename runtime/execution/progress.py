@@ -5,8 +5,8 @@ an estimate of the time left) and, below it, whatever bars the running
 handler opens through ``ctx.progress.task(description, total)``.
 
 The estimate weighs steps by the plan's cost figures (sparkql/plan/steps.py
-``Cost``), because a circuit on a 1.5B model and a head-set difference are not
-the same amount of work: it is rough, and says so ("~").
+``Cost``, weighed by sparkql/plan/waves.py ``step_weight``), because a circuit
+on a 1.5B model and a head-set difference are not the same amount of work: it is rough, and says so ("~").
 
 When the console is not a terminal (CI, pipes, tests) nothing live is drawn;
 the per-step log lines still are.
@@ -19,15 +19,7 @@ import time
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgress, TaskID, TextColumn, TimeElapsedColumn
 
-
-def step_weight(step) -> float:
-    """Relative work of a step from its cost estimate (1 for bookkeeping steps).
-
-    A forward+backward pass over a prompt is counted like generating 32 tokens: both
-    are a few hundred milliseconds for a 1.5B model on one GPU.
-    """
-    c = step.cost
-    return 1.0 + 32.0 * c.forward_backward + 16.0 * c.forward + float(c.tokens)
+from sparkql.plan.waves import step_weight  # one definition (also cluster priorities, `plan --cluster`)
 
 
 def _fmt_seconds(s: float | None) -> str:

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import fnmatch
 import glob as _glob
-import hashlib
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from sparkql.errors import Span, SparkError
+from sparkql.plan.fingerprint import dataset_fingerprint, fingerprint_dir, zoo_fingerprint  # noqa: F401 (re-exported)
 
 _STEP = re.compile(r"(\d+)(?!.*\d)")
 
@@ -51,21 +51,6 @@ def _bases(study_dir: Path | None) -> list[Path]:
 def step_of(path: str) -> int | None:
     m = _STEP.search(Path(path).name)
     return int(m.group(1)) if m else None
-
-
-def fingerprint_dir(d: Path) -> str:
-    """config.json bytes plus the names, sizes and mtimes of weight files: cheap, and changes when
-    the weights are rewritten."""
-    h = hashlib.sha256()
-    for name in ("config.json", "adapter_config.json"):
-        cfg = d / name
-        if cfg.is_file():
-            h.update(cfg.read_bytes())
-    for f in sorted(d.iterdir()):
-        if f.suffix in (".safetensors", ".bin", ".pt") and f.is_file():
-            st = f.stat()
-            h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns}".encode())
-    return h.hexdigest()[:16]
 
 
 def _read_config(d: Path, span: Span | None) -> dict | None:
@@ -162,7 +147,7 @@ def _find_zoo(written: str, span: Span | None) -> list[FoundModel]:
         from sparkql.errors import known_names_hint
 
         raise SparkError(f"unknown zoo model `{series}`", span=span, hint=known_names_hint(series, layout, "zoo models"))
-    fp = zoo.recipe_hash()[:16]
+    fp = zoo_fingerprint()
     steps = layout[series]
     if steps is None:
         if sub:
@@ -177,10 +162,6 @@ def _find_zoo(written: str, span: Span | None) -> list[FoundModel]:
         raise SparkError(f'no zoo checkpoint matches "{written}"', span=span,
                          hint=f"zoo:{series} has " + ", ".join(names))
     return [FoundModel(f"zoo:{series}/{n}", step_of(n), fp, None) for n in matched]
-
-
-def dataset_fingerprint(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
 def find_file(written: str, span: Span | None, study_dir: Path | None, what: str = "dataset") -> Path:

@@ -30,7 +30,7 @@ def reference(study_file, tmp_path_factory):
     from rich.console import Console
 
     from sparkql.plan.compile import compile_file
-    from sparkql.runtime.executor import execute
+    from sparkql.runtime.execution.executor import execute
 
     from .study import dump
 

@@ -11,7 +11,7 @@ def generate_then_die_once(step, ctx):
     batch of samples was written by the driver: once per marker file."""
     import signal
 
-    from sparkql.runtime.generate_step import run_generate
+    from sparkql.runtime.steps.generate import run_generate
 
     marker = Path(os.environ["SPARKQL_TEST_DIE_MARKER"])
     if not marker.exists():

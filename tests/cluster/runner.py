@@ -15,7 +15,7 @@ from rich.console import Console
 
 from sparkql.plan.compile import compile_file
 from sparkql.runtime.execution.cluster import ClusterOptions
-from sparkql.runtime.executor import execute
+from sparkql.runtime.execution.executor import execute
 from sparkql.store import api
 
 from .conftest import worker_env

@@ -14,7 +14,7 @@ PROBLEMS = [("a", "What is 2 + 2?", "4"), ("b", "What is 10 - 3?", "7"), ("c", "
 
 def build(root: Path, *, checkpoints: int = 2, hidden: int = 32, n_layers: int = 2, seed: int = 0) -> Path:
     """Models, datasets and study.spark under ``root`` (built once; returns the study file)."""
-    from sparkql.runtime.tiny import make_tiny_model
+    from sparkql.runtime.models.tiny import make_tiny_model
 
     root = Path(root)
     study = root / "study.spark"

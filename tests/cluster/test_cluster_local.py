@@ -9,7 +9,7 @@ from rich.console import Console
 
 from sparkql.plan.compile import compile_file
 from sparkql.runtime.execution.cluster import ClusterOptions
-from sparkql.runtime.executor import execute
+from sparkql.runtime.execution.executor import execute
 
 from .conftest import OBJECT_STORE
 from .study import assert_same_tables, dump

@@ -17,7 +17,7 @@ from rich.console import Console
 from sparkql.errors import SparkError
 from sparkql.plan.compile import compile_file
 from sparkql.runtime.execution.cluster import ClusterOptions
-from sparkql.runtime.executor import execute
+from sparkql.runtime.execution.executor import execute
 
 from .conftest import OBJECT_STORE, REPO, worker_env
 from .study import assert_same_tables, dump
@@ -148,7 +148,7 @@ def test_a_node_without_the_models_fails_with_a_clear_error(two_nodes, study_fil
     finally:
         two_nodes.remove_node(node)
     msg = info.value.message
-    assert re.search(r"^load \S+: node \S+ \([\d.]+\): model \S+ is missing: no config\.json in "
+    assert re.search(r"^load \S+: node \S+ \([\d.]+\): model \S+ is missing: no config\.json or adapter_config\.json in "
                      + re.escape(str(tmp_path / "empty")) + r"/\S+ \(the plan's " + re.escape(str(root)), msg), msg
     assert "SPARKQL_PATH_MAP" in info.value.hint
     con = duckdb.connect(str(tmp_path / "s.duckdb"), read_only=True)

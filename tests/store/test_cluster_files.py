@@ -53,7 +53,7 @@ def test_missing_model_names_the_node_and_the_path(tree):
     shutil.rmtree(root / "m" / "base")
     with pytest.raises(SparkError) as e:
         check_files(gen, "gpu-7 (10.0.0.7)")
-    assert e.value.message == f"node gpu-7 (10.0.0.7): model base is missing: no config.json in {root}/m/base"
+    assert e.value.message == f"node gpu-7 (10.0.0.7): model base is missing: no config.json or adapter_config.json in {root}/m/base"
     assert "every node" in e.value.hint
 
 
@@ -89,7 +89,7 @@ def test_a_mapped_node_reads_its_own_copy_and_keys_do_not_change(tree, tmp_path)
     empty = localize(gen, path_map(f"{root}={tmp_path / 'nothing'}"))
     with pytest.raises(SparkError) as e:
         check_files(empty, "node-e", {f"{tmp_path}/nothing/m/base": f"{root}/m/base"})
-    assert e.value.message.endswith(f"no config.json in {tmp_path}/nothing/m/base (the plan's {root}/m/base, "
+    assert e.value.message.endswith(f"adapter_config.json in {tmp_path}/nothing/m/base (the plan's {root}/m/base, "
                                     "mapped by SPARKQL_PATH_MAP)")
 
 
