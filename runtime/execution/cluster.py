@@ -338,7 +338,7 @@ class _Driver:
             slot = _Slot(i, worker_cls.remote(i, mailbox_name, threads, opts.models_per_worker, live))
             slot.since = time.monotonic()
             self.slots.append(slot)
-            self.refs[slot.actor.hello.remote()] = ("hello", slot)
+            self.refs[_hello(slot.actor)] = ("hello", slot)
         self.progress.log(f"cluster {opts.address}: {n} worker(s) of {cpus:g} CPU / {gpus:g} GPU "
                           f"(at most {self.width} step(s) can run side by side)")
 
@@ -513,7 +513,7 @@ class _Driver:
         slot.state, slot.loaded, slot.since = "restarting", set(), time.monotonic()
         if slot.bar is not None:
             slot.bar.update(description=f"  {slot.name}: restarting")
-        self.refs[slot.actor.hello.remote()] = ("hello", slot)
+        self.refs[_hello(slot.actor)] = ("hello", slot)
         if n > self.opts.retries:
             err = SparkError(
                 f"{step.label}: its worker died {n} time(s); last: {where}: {reason}",
@@ -598,6 +598,12 @@ class _Driver:
                 elif kind == "close":
                     bar.close()
                     del self.bars[(worker, ev[1])]
+
+
+def _hello(actor):
+    """Ask a worker who it is; waits through its restarts (a call to an actor that is restarting
+    would otherwise fail at once), and fails only when it cannot come back."""
+    return actor.hello.options(max_task_retries=-1).remote()
 
 
 def _first_line(e: BaseException) -> str:

@@ -14,7 +14,12 @@ def generate_then_die_once(step, ctx):
     from sparkql.runtime.steps.generate import run_generate
 
     marker = Path(os.environ["SPARKQL_TEST_DIE_MARKER"])
-    if not marker.exists():
+    try:  # the first generate step to get here claims the marker (two may start at once)
+        fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        fd = None
+    if fd is not None:
+        os.close(fd)
         real_write = ctx.write
 
         def write_then_die(tables):

@@ -54,7 +54,7 @@ def test_two_nodes_give_the_local_executors_tables(two_nodes, study_file, refere
 
 def test_a_worker_killed_mid_step_is_retried_without_duplicates(two_nodes, study_file, reference, tmp_path,
                                                               monkeypatch):
-    from sparkql.runtime import handlers
+    from sparkql.runtime.execution import handlers
 
     marker = tmp_path / "died.txt"
     monkeypatch.setitem(handlers.HANDLERS, "generate", "tests.cluster.killers:generate_then_die_once")
