@@ -300,6 +300,7 @@ class _Driver:
         self.bars: dict[tuple[int, int], Any] = {}
         self.mailbox = None
         self.plan_ref = None
+        self.sent: dict[str, float] = {}
 
     # ------------------------------------------------------------------ setup
     def start_workers(self) -> None:
@@ -423,6 +424,7 @@ class _Driver:
 
     def submit(self, slot: _Slot, step: Step) -> None:
         keep = sorted({m for k in self.remaining if k != step.key for m in self.models_of[k]})
+        self.sent[step.key] = time.monotonic()
         ref = slot.actor.run.remote([self.plan_ref], step, self.handlers[step.kind], self.run_id, self.debug, keep)
         self.refs[ref] = ("step", slot)
         slot.state, slot.step, slot.since = "busy", step, time.monotonic()
@@ -480,13 +482,15 @@ class _Driver:
         except ray.exceptions.RayActorError as e:
             self.worker_lost(step, slot, e)
             return
+        overhead = max(0.0, time.monotonic() - self.sent.pop(step.key, time.monotonic()) - res["seconds"])
         slot.state = "idle"
         slot.loaded = set(res.get("loaded") or [])
         output = res["output"]
         with _hold_interrupts():
             rows = self.store.complete_step(step, output, run_id=self.run_id, started_at=res["started_at"],
                                             seconds=res["seconds"])
-            rec = StepRecord(step.key, step.kind, step.label, "done", res["seconds"], dict(output.summary or {}), rows)
+            rec = StepRecord(step.key, step.kind, step.label, "done", res["seconds"], dict(output.summary or {}), rows,
+                             worker=slot.where(), overhead=overhead)
             self.records[step.key] = rec
             self.done.add(step.key)
             self.remaining.discard(step.key)

@@ -54,6 +54,11 @@ class StepRecord:
     summary: dict[str, Any] = field(default_factory=dict)
     rows: dict[str, int] = field(default_factory=dict)
     error: str | None = None
+    worker: str | None = None
+    """Cluster runs: the worker that ran the step (``w1 (host ip node ..., pid ...)``)."""
+    overhead: float | None = None
+    """Cluster runs: seconds from sending the step to a worker to its result reaching the driver,
+    beyond the handler's own ``seconds`` (scheduling, file checks, moving the result)."""
 
 
 @dataclass

@@ -35,6 +35,16 @@ def two_nodes():
     cluster.shutdown()
 
 
+def no_workers_left(timeout: float = 30.0) -> None:
+    """No worker actor process is left (their process titles name the actor class)."""
+    import time
+
+    end = time.monotonic() + timeout
+    while subprocess.run(["pgrep", "-f", "ray::StepWorker"], capture_output=True).returncode == 0:
+        assert time.monotonic() < end, "StepWorker processes outlived their run"
+        time.sleep(0.5)
+
+
 def run_here(study_file, db, cluster, **opts):
     out = io.StringIO()
     options = ClusterOptions(address=cluster.address, env=worker_env(), **{"worker_cpus": 1, **opts})
@@ -82,6 +92,7 @@ def test_the_driver_killed_mid_run_then_a_rerun_gives_the_same_tables(two_nodes,
     for flags in (["--kill-after-commits", "6"], ["--kill-after-samples"]):
         r = driver(*flags)
         assert r.returncode == -signal.SIGKILL, (flags, r.returncode, r.stdout[-3000:], r.stderr[-3000:])
+        no_workers_left()  # Ray ends the actors of a driver that died
     con = duckdb.connect(str(db), read_only=True)
     partial = con.execute("SELECT count(*) FROM steps").fetchone()[0]
     has_samples = con.execute("SELECT count(*) FROM samples").fetchone()[0]
@@ -97,8 +108,6 @@ def test_the_driver_killed_mid_run_then_a_rerun_gives_the_same_tables(two_nodes,
 
 
 def test_ctrl_c_stops_the_workers_and_leaves_the_store_consistent(two_nodes, study_file, reference, tmp_path):
-    import time
-
     from sparkql.store.lock import is_held
 
     db = tmp_path / "s.duckdb"
@@ -126,10 +135,7 @@ def test_ctrl_c_stops_the_workers_and_leaves_the_store_consistent(two_nodes, stu
     assert status == "interrupted" and error.startswith("interrupted"), error
     assert 4 <= saved < 19
     # the run's workers are gone (their process titles name the actor class)
-    end = time.monotonic() + 20
-    while subprocess.run(["pgrep", "-f", "ray::StepWorker"], capture_output=True).returncode == 0:
-        assert time.monotonic() < end, "StepWorker processes outlived the interrupted run"
-        time.sleep(0.5)
+    no_workers_left()
     r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0 and r.stdout.splitlines()[-1].split() == ["done", str(19 - saved), str(saved)], r.stdout
     assert_same_tables(dump(db), reference)
