@@ -17,6 +17,7 @@ from __future__ import annotations
 import time
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgress, TaskID, TextColumn, TimeElapsedColumn
 
 from sparkql.plan.waves import step_weight  # one definition (also cluster priorities, `plan --cluster`)
@@ -102,7 +103,8 @@ class Progress:
         left = self.estimate_left()
         eta = "" if left is None else f"~{_fmt_seconds(left)} left"
         if self._study is not None:
-            self._rich.update(self._study, description=f"[{position}/{self.total}] {step.label}", eta=eta)
+            # labels such as ckpt[step=200] must not read as markup
+            self._rich.update(self._study, description=escape(f"[{position}/{self.total}] {step.label}"), eta=eta)
 
     def finish_step(self, step) -> None:
         self.done += 1

@@ -23,6 +23,8 @@ from sparkql.runtime.execution.context import RunContext, StepOutput
 
 
 def run_circuit(step: Step, ctx: RunContext) -> StepOutput:
+    from rich.markup import escape  # labels such as ckpt[step=200] must not read as markup
+
     from sparkql.runtime.eap.prompts import build_pairs
     from sparkql.runtime.eap.engine import EapIg
     from sparkql.runtime.eap.faithfulness import faithfulness
@@ -36,7 +38,7 @@ def run_circuit(step: Step, ctx: RunContext) -> StepOutput:
     engine = EapIg(lm)
     res = engine.run(
         pairs.examples, steps=params.ig_steps, metric=params.metric, memory=step.exec.memory,
-        progress=ctx.progress, description=f"EAP-IG {spec.dataset.name} on {spec.model.label}",
+        progress=ctx.progress, description=escape(f"EAP-IG {spec.dataset.name} on {spec.model.label}"),
     )
     g = res.graph
     sel = select(g, res.scores, params.top_n, params.tau)

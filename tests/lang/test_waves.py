@@ -100,4 +100,9 @@ def test_a_bad_cluster_address_is_a_user_error(study_tree, tmp_path, monkeypatch
             main([*args, "--db", str(tmp_path / "x.duckdb")])
         err = capsys.readouterr().err
         assert e.value.code == 2 and err.startswith(message) and "hint: " in err, err
+    # $SPARKQL_CLUSTER is read like --cluster (a dry run needs no cluster, but the address is checked)
+    monkeypatch.setenv("SPARKQL_CLUSTER", "nowhere")
+    with pytest.raises(SystemExit) as e:
+        main(["run", "grpo.spark", "--dry-run", "--db", str(tmp_path / "x.duckdb")])
+    assert e.value.code == 2 and "--cluster 'nowhere' is not a cluster address" in capsys.readouterr().err
     assert not (tmp_path / "x.duckdb").exists()
