@@ -244,10 +244,12 @@ def run_on_cluster(
             with _sigterm_as_interrupt(), progress, (connect(opts) if runnable else contextlib.nullcontext()) as ray:
                 if not runnable:  # everything is in the store already: no cluster needed
                     return summary
-                n_done = _Driver(
+                driver = _Driver(
                     ray, plan, opts, store, progress, run_id, debug, runnable, order, rank, models_of, width,
                     records, in_flight, slots, HANDLERS, on_step_done,
-                ).run()
+                )
+                driver.study_text = study_text
+                n_done = driver.run()
         except KeyboardInterrupt:
             status = "interrupted"
             labels = [s.step.label for s in in_flight.values() if s.step is not None]
@@ -301,6 +303,7 @@ class _Driver:
         self.mailbox = None
         self.plan_ref = None
         self.sent: dict[str, float] = {}
+        self.study_text: str | None = None
 
     # ------------------------------------------------------------------ setup
     def start_workers(self) -> None:
@@ -536,10 +539,12 @@ class _Driver:
         from sparkql.runtime.execution.executor import StepRecord
 
         if isinstance(cause, SparkError):
+            # point the user at the statement that produced the failing step (as a local run does)
             cause.message = f"{step.label}: {cause.message}"
             if cause.span is None and step.span is not None:
                 cause.span = step.span
                 cause.file, cause.source = None, None
+                cause.with_source(self.plan.study, self.study_text)
         elif isinstance(cause, KeyboardInterrupt):
             cause = RuntimeError(f"{slot.where()} was interrupted")
         msg = f"{type(cause).__name__}: {getattr(cause, 'message', None) or cause}"
