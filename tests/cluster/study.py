@@ -1,6 +1,6 @@
 """A tiny study that exercises every kind of step the cluster runs side by side: circuits on a
 checkpoint series and its base, the emergent sets (diff), a cohort, an intervention and an eval
-of three models. Also used by benchmarks/cluster.py (larger sizes)."""
+of three models."""
 
 from __future__ import annotations
 
