@@ -185,7 +185,8 @@ class StepWorker:
         while loaded and len(loaded) + len(needed) > self.max_models:
             models.release(loaded.pop(0))
         if "sparkql.runtime.generation.vllm_backend" in sys.modules and set(self.recent) - set(models.loaded()) - needed:
-            # one vLLM engine per worker: drop engines of released models (rebuilt on demand)
+            # one vLLM engine per worker: drop engines of released models (rebuilt on demand); looked
+            # up, not imported, so a worker that never generated with vLLM never loads it
             sys.modules["sparkql.runtime.generation.vllm_backend"].release_engines()
         live = set(models.loaded())
         self.recent = [m for m in self.recent if m in live or m in needed]
