@@ -104,7 +104,7 @@ def cpu_phase_peak(phase: str, chunk_rows: int) -> int:
 
 def bare_passes(lm, examples, steps: int, rows_per_chunk: int) -> None:
     """The same rows through plain forward+backward: the floor EAP-IG is measured against."""
-    from sparkql.runtime.eap_ig import last_logits_args
+    from sparkql.runtime.eap.engine import last_logits_args
 
     model, p = lm.model, lm
     emb_layer = model.get_input_embeddings()
@@ -149,9 +149,9 @@ def main() -> None:
     ap.add_argument("--chunk-rows", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
 
-    from sparkql.runtime.adapters import FAMILIES
-    from sparkql.runtime.eap_ig import EapIg, Example
-    from sparkql.runtime.models import LoadedModel, resolve_device
+    from sparkql.runtime.models.adapters import FAMILIES
+    from sparkql.runtime.eap.engine import EapIg, Example
+    from sparkql.runtime.models.loading import LoadedModel, resolve_device
 
     device = resolve_device(args.device)
     if args.threads and device.type == "cpu":

@@ -41,10 +41,10 @@ import torch
 
 from sparkql.builtins import BUILTIN_DATASETS
 from sparkql.plan.steps import SamplingParams
-from sparkql.runtime.generation import GenRequest, generate_transformers, sample_seed
-from sparkql.runtime.interventions import HeadEditor, Variant
-from sparkql.runtime.models import load_model
-from sparkql.runtime.prompting import render_prompt
+from sparkql.runtime.generation.transformers_backend import GenRequest, generate_transformers, sample_seed
+from sparkql.runtime.models.interventions import HeadEditor, Variant
+from sparkql.runtime.models.loading import load_model
+from sparkql.runtime.generation.prompting import render_prompt
 
 SIZES = {
     # layers, hidden, heads, kv heads, intermediate
@@ -61,7 +61,7 @@ def build_model(out: Path, layers: int, hidden: int, heads: int, kv_heads: int, 
     "1.5b" model has Qwen2.5-1.5B's blocks without its 151,936-row embedding."""
     from transformers import AutoModelForCausalLM
 
-    from sparkql.runtime.tiny import build_char_tokenizer, tiny_config
+    from sparkql.runtime.models.tiny import build_char_tokenizer, tiny_config
 
     tok = build_char_tokenizer(out)
     cfg = tiny_config("qwen2", vocab_size=len(tok), n_layers=layers, n_heads=heads, n_kv_heads=kv_heads,
@@ -135,7 +135,7 @@ def variant_for(n_layers: int, n_heads: int) -> Variant:
 
 
 def vllm_available() -> bool:
-    from sparkql.runtime.backend import vllm_installed
+    from sparkql.runtime.generation.backend import vllm_installed
 
     return vllm_installed()
 
@@ -198,7 +198,7 @@ def main() -> None:
         rates = interleaved(fns, args.repeats)
         canary_ref = None
         if args.canary and use_vllm:
-            from sparkql.runtime import vllm_backend as V
+            from sparkql.runtime.generation import vllm_backend as V
 
             prompts = V.canary_prompts(reqs)
             canary_ref = {k: V.transformers_reference(lm, prompts, v, V.CANARY_TOKENS) for k, v in
@@ -207,7 +207,7 @@ def main() -> None:
         if device == "cuda":
             torch.cuda.empty_cache()
         if use_vllm:
-            from sparkql.runtime import vllm_backend as V
+            from sparkql.runtime.generation import vllm_backend as V
 
             def run(v):
                 return V.generate_vllm(str(model_dir), reqs, sp, v, dtype=dtype, n_heads=n_heads, head_dim=head_dim)

@@ -5,7 +5,7 @@
 Writes go through the executor's own path (``Store.complete_step``: one
 transaction per circuit with its ``circuits``, ``nodes`` and ``edges`` rows and
 the completion mark), edges as Arrow columns. The graph is the real one of
-DESIGN.md 4.1 for 28 layers x 12 heads: 365 sources x 1037 destinations,
+docs/eap_ig.md for 28 layers x 12 heads: 365 sources x 1037 destinations,
 183,555 edges. The cohort query is the live views (``cohort_checkpoints_live``
 and ``cohort_heads_live``) over a 29-checkpoint series against a base circuit.
 
@@ -25,14 +25,14 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from sparkql.runtime.context import StepOutput
+from sparkql.runtime.execution.context import StepOutput
 from sparkql.store.api import Store, connect
 
 LAYERS, HEADS, TOP_N = 28, 12, 5000
 
 
 def graph() -> tuple[list[str], list[str]]:
-    """Edge lists (src, dst) of DESIGN.md 4.1."""
+    """Edge lists (src, dst) of docs/eap_ig.md."""
     src, dst = [], []
 
     def upstream(l: int) -> list[str]:

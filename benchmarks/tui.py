@@ -4,7 +4,7 @@
 
 Builds (once; reused when --db names an existing file) a store of a base
 model and a GRPO series of 30 checkpoints of Qwen2.5-1.5B-sized circuits:
-28 layers x 12 heads, the full DESIGN.md 4.1 graph of 183,555 scored edges
+28 layers x 12 heads, the full docs/eap_ig.md graph of 183,555 scored edges
 per circuit (5.7 M edge rows in all), nodes, emergent head sets, the cohort
 tables and a reward curve. Edges are generated inside DuckDB with range()
 and hash() (bulk inserts, one circuit at a time like the real writer, so
@@ -37,11 +37,10 @@ import time
 import zlib
 from pathlib import Path
 
-import duckdb
 
 LAYERS, HEADS = 28, 12
 EDGES_PER_CIRCUIT = 183_555
-IN_CIRCUIT_FRACTION = 5000 / EDGES_PER_CIRCUIT  # top-n 5000 of DESIGN.md 4.4
+IN_CIRCUIT_FRACTION = 5000 / EDGES_PER_CIRCUIT  # top-n 5000 of docs/eap_ig.md
 
 
 def _h(*parts: object) -> int:
@@ -76,7 +75,7 @@ def build_store(path: Path, n_checkpoints: int) -> None:
             {"model_id": f"m-{s}", "name": "ckpt", "label": f"ckpt[step={s}]", "step": s} for s in steps
         ]
         insert(con, "models", [{**m, "path": "x", "architecture": "qwen2", "n_layers": LAYERS, "n_heads": HEADS} for m in models])
-        # The graph of DESIGN.md 4.1, in SQL.
+        # The graph of docs/eap_ig.md, in SQL.
         con.execute(
             f"""CREATE TEMP TABLE g AS
                 WITH s AS (
@@ -283,7 +282,9 @@ def main() -> None:
         print(f"built {db.name}: {args.checkpoints} checkpoints + base x {EDGES_PER_CIRCUIT:,} edges "
               f"({(args.checkpoints + 1) * EDGES_PER_CIRCUIT:,} rows, {db.stat().st_size / 2**20:.0f} MiB) "
               f"in {time.perf_counter() - t0:.1f} s")
-    with duckdb.connect(str(db), read_only=True) as con:
+    from sparkql.store.connection import open_db
+
+    with open_db(db) as con:
         n_edges = con.execute("SELECT count(*) FROM edges").fetchone()[0]
     print(f"store: {n_edges:,} edge rows")
 

@@ -1,5 +1,5 @@
 """Zoo benchmark: build the toy organism from scratch and check that post-training did
-something measurable (DESIGN.md 7; issue 6).
+something measurable (docs/toy.md; issue 6).
 
     python benchmarks/zoo_build.py [--preset full|tiny] [--out DIR]
 

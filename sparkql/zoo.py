@@ -1,4 +1,4 @@
-"""The toy model organism's recipe and layout (DESIGN.md 7). Torch-free.
+"""The toy model organism's recipe and layout (docs/toy.md). Torch-free.
 
 The compiler imports this module to expand ``zoo:`` model paths without
 building anything: ``model sft = "zoo:sft/checkpoint-*"`` becomes one model
@@ -100,7 +100,7 @@ def _code_files() -> list[Path]:
         return []
     root = Path(list(spec.submodule_search_locations)[0])
     files = sorted((root / "zoo").glob("*.py"))
-    tiny = root / "tiny.py"  # the character tokenizer builder the zoo reuses
+    tiny = root / "models" / "tiny.py"  # the character tokenizer builder the zoo reuses
     return files + ([tiny] if tiny.is_file() else [])
 
 

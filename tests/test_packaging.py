@@ -31,7 +31,7 @@ def test_wheel_installs_and_finds_its_grammar(tmp_path):
     wheel = next(dist.glob("sparkql-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
     assert "sparkql/grammar/spark.lark" in names
-    assert "sparkql/runtime/executor.py" in names or "sparkql/runtime/models.py" in names
+    assert "sparkql/runtime/execution/executor.py" in names or "sparkql/runtime/models/loading.py" in names
     assert "sparkql/data/benchmarks/aime24/test.jsonl" in names
     assert not any(n.startswith(("runtime/", "tui/", "grammar/")) for n in names), "no generic top-level packages"
     target = tmp_path / "site"
@@ -44,7 +44,7 @@ def test_wheel_installs_and_finds_its_grammar(tmp_path):
     deps = sysconfig.get_paths()["purelib"]
     probe = (
         f"import sys; sys.path[:0] = [{str(target)!r}]; sys.path.append({deps!r})\n"
-        "import sparkql, sparkql.runtime.adapters, sparkql.tui\n"
+        "import sparkql, sparkql.runtime.models.adapters, sparkql.tui\n"
         f"assert sparkql.__file__.startswith({str(target)!r}), sparkql.__file__\n"
         "from sparkql.plan.compile import compile_text\n"
         "plan = compile_text('eval pass@k on aime24 for m with n = 1', 'x.spark') if False else None\n"

@@ -1,8 +1,8 @@
 """The Textual terminal UI (``sparkql tui``). Ships as sparkql.tui.
 
 Layout:
-- ``data.py``: every query, plain SQL over a read-only DuckDB connection held
-  only for the query (no Textual; tested on its own).
+- ``data/``: every query, plain SQL over a read-only DuckDB connection held
+  only for the query (no Textual; tested on its own), one module per screen.
 - ``loader.py``: runs those queries in thread workers and hands results back
   to the event loop; ``LazyLoad`` makes a tab query only when shown.
 - ``messages.py``: the dataclass messages views use to ask the app to

@@ -47,8 +47,9 @@ def load(
         except data.StoreBusy as e:
             app.post_message(StoreBusy(str(e)))
             return
-        except (duckdb.Error, data.StoreUnavailable, data.QueryTimeout, SparkError, KeyError, ValueError) as e:
-            message = str(e).strip() or type(e).__name__
+        except (duckdb.Error, data.QueryTimeout, SparkError, KeyError, ValueError) as e:
+            # A SparkError's own words, not its rendering (which starts with a file name).
+            message = (e.message if isinstance(e, SparkError) else str(e)).strip() or type(e).__name__
             if failed is not None:
                 _call(app, failed, message)
             else:

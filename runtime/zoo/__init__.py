@@ -1,4 +1,4 @@
-"""The toy model organism (DESIGN.md 7): tokenizer, tiny Qwen2, base/SFT/GRPO training.
+"""The toy model organism (docs/toy.md): tokenizer, tiny Qwen2, base/SFT/GRPO training.
 
 Modules: :mod:`.data` (synthetic arithmetic, torch-free), :mod:`.train` (model,
 supervised loop, HF checkpoints), :mod:`.grpo` (GRPO loop), :mod:`.evaluate`

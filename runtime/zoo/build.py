@@ -106,7 +106,7 @@ def ensure_zoo(path: str) -> Path:
 
 def _build_into(out: Path, preset: str, rhash: str, log: Log) -> dict:
     """Train every stage into ``out`` (a fresh directory) and write ``zoo.json``."""
-    from sparkql.runtime.tiny import build_char_tokenizer
+    from sparkql.runtime.models.tiny import build_char_tokenizer
     from sparkql.runtime.zoo import evaluate, train
     from sparkql.runtime.zoo.grpo import grpo
 

@@ -47,7 +47,7 @@ INSTRUCTION: str = GenerateSpec.model_fields["instruction"].default
 """The instruction the eval stack appends to a problem by default; the model is trained with it."""
 
 SEPARATORS = ("\n",)
-"""How the eval stack joins problem and instruction (sparkql.runtime.prompting)."""
+"""How the eval stack joins problem and instruction (sparkql.runtime.generation.prompting)."""
 
 HARD_FORMS = tuple(f"a{x}b{y}c{z}d" for x in "+-" for y in "+-" for z in "+-")
 EASY_FORMS = ("x+c", "x-c")

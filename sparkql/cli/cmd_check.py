@@ -6,7 +6,7 @@ import json
 
 import click
 
-from sparkql.cli.common import print_error
+from sparkql.cli.common import generation_backends, print_error, print_warnings
 from sparkql.errors import SparkError
 
 
@@ -37,8 +37,13 @@ def check(files: tuple[str, ...], as_json: bool) -> None:
         for s in plan.steps:
             kinds[s.kind] = kinds.get(s.kind, 0) + 1
         if as_json:
-            results.append({"file": f, "ok": True, "steps": len(plan.steps), "kinds": kinds, "backend": plan.backend})
+            choices = generation_backends(plan)
+            results.append({"file": f, "ok": True, "steps": len(plan.steps), "kinds": kinds,
+                            "backend": ",".join(c.backend for c in choices) or plan.backend,
+                            "backend_reason": "; ".join(c.reason for c in choices) or None,
+                            **({"warnings": plan.warnings} if plan.warnings else {})})
         else:
+            print_warnings(plan)
             summary = ", ".join(f"{n} {k}" for k, n in kinds.items())
             click.echo(f"ok {f}: {len(plan.steps)} steps ({summary})")
     if as_json:

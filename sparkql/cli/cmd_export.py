@@ -59,7 +59,7 @@ def _sql_str(s: str) -> str:
 @click.option("--out", "out", type=click.Path(dir_okay=False), required=True, help="Output file.")
 def export(target: str, circuit_id: str | None, db: str, fmt: str | None, out: str) -> None:
     """Export TARGET (a table or view) to Parquet/CSV, or `circuit CIRCUIT_ID` to JSON/DOT/SVG."""
-    from sparkql.store.api import connect
+    from sparkql.store.connection import open_db
 
     suffix = Path(out).suffix.lstrip(".").lower()
     fmt = fmt or (suffix if suffix in ("parquet", "csv", "json", "dot", "svg") else None)
@@ -70,11 +70,11 @@ def export(target: str, circuit_id: str | None, db: str, fmt: str | None, out: s
         if fmt not in ("json", "dot", "svg"):
             raise SparkError(f"a circuit exports to json, dot or svg, not {fmt}")
         try:
-            from sparkql.runtime.export_circuit import export_circuit
+            from sparkql.runtime.eap.export import export_circuit
         except ImportError:
             raise SparkError("circuit export is not available in this build",
                              hint="export the edges instead: sparkql export edges --format parquet --out edges.parquet") from None
-        con = connect(db)
+        con = open_db(db)
         try:
             full = resolve_circuit_id(con, circuit_id)
             Path(out).parent.mkdir(parents=True, exist_ok=True)
@@ -88,7 +88,7 @@ def export(target: str, circuit_id: str | None, db: str, fmt: str | None, out: s
     fmt = fmt or "parquet"
     if fmt not in ("parquet", "csv"):
         raise SparkError(f"tables and views export to parquet or csv, not {fmt}")
-    con = connect(db)
+    con = open_db(db)  # locked, read-only; the COPY below is ours, to --out
     try:
         n = export_relation(con, target, fmt, out)
     finally:

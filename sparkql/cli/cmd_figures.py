@@ -19,10 +19,11 @@ def figures(db: str, out: str, only: tuple[str, ...], formats: tuple[str, ...]) 
     """Cohort plot (fig. 2 A-B), activation-frequency heatmap (2 C), emergent-head map (10),
     pass@k / success@k curves (5) and the intact-vs-variant score table."""
     from sparkql.figures import draw_all
-    from sparkql.store.api import connect
+    from sparkql.store.connection import open_db, require_current_schema
 
-    con = connect(db)
+    con = open_db(db)
     try:
+        require_current_schema(con, db)
         results = draw_all(con, out, list(only) or None, tuple(formats) or ("png", "svg"))
     finally:
         con.close()

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
-from sparkql.cli.common import console, db_option
+from sparkql.cli.common import console, db_option, print_warnings
+from sparkql.errors import SparkError
 
 
 def _print_plan(summary) -> None:
@@ -63,20 +66,40 @@ def _print_summary(summary) -> None:
 @click.option("--quiet", "-q", is_flag=True, help="No progress display (the summary is still printed).")
 @click.option("--log", "log_file", type=click.Path(dir_okay=False), default=None,
               help="Also append the per-step log (with timestamps) to this file.")
+@click.option("--cluster", default=lambda: os.environ.get("SPARKQL_CLUSTER") or None,
+              show_default="$SPARKQL_CLUSTER",
+              help="Run steps side by side on a Ray cluster: local, auto, ray://HOST:PORT or HOST:PORT.")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Cluster: how many workers (default: as many as the resources allow).")
+@click.option("--worker-cpus", type=click.FloatRange(min=0), default=None, help="Cluster: CPUs per worker (default 1).")
+@click.option("--worker-gpus", type=click.FloatRange(min=0), default=None,
+              help="Cluster: GPUs per worker (default 1 where the cluster has GPUs).")
+@click.option("--worker-resources", default=None, metavar="NAME=N,...",
+              help="Cluster: custom Ray resources per worker, e.g. a100=1.")
+@click.option("--retries", type=click.IntRange(min=0), default=None,
+              help="Cluster: reruns of a step whose worker died (default 2).")
+@click.option("--tensor-parallel", type=click.IntRange(min=1), default=None,
+              help="Cluster: vLLM tensor_parallel_size; each worker holds that many GPUs.")
 @click.pass_context
 def run(ctx: click.Context, file: str, db: str, dry_run: bool, device, backend, memory, vllm_memory, batch_size,
-        partial: bool, quiet: bool, log_file: str | None) -> None:
+        partial: bool, quiet: bool, log_file: str | None, cluster, workers, worker_cpus, worker_gpus, worker_resources,
+        retries, tensor_parallel) -> None:
     """Execute a study: every step not already in the store, in dependency order.
 
     A run killed at any point resumes where it stopped when rerun. One run per
     store at a time; `sparkql sql` and the TUI can read the store meanwhile.
+    With --cluster, independent steps run at the same time on Ray workers; this
+    process still writes the store, with the same guarantees.
     """
     from sparkql.plan.compile import compile_file, read_study
-    from sparkql.runtime.executor import execute
+    from sparkql.runtime.execution.executor import execute
 
     from sparkql.lang.options import parse_share
 
+    cluster_opts = cluster_options(cluster, workers=workers, worker_cpus=worker_cpus, worker_gpus=worker_gpus,
+                                   worker_resources=worker_resources, retries=retries, tensor_parallel=tensor_parallel)
     plan = compile_file(file)
+    print_warnings(plan)
     overrides = {"device": device, "backend": backend, "memory": memory, "batch_size": batch_size,
                  "vllm_memory": parse_share(vllm_memory) if vllm_memory is not None else None}
     debug = bool((ctx.obj or {}).get("debug"))
@@ -87,7 +110,7 @@ def run(ctx: click.Context, file: str, db: str, dry_run: bool, device, backend, 
     run_console = Console(highlight=False)
     summary = execute(plan, db, study_text=read_study(file), dry_run=dry_run, exec_overrides=overrides,
                       partial=partial, console=run_console, live=False if quiet else None, debug=debug,
-                      log_file=log_file)
+                      log_file=log_file, cluster=cluster_opts)
     if dry_run:
         _print_plan(summary)
     else:
@@ -95,14 +118,44 @@ def run(ctx: click.Context, file: str, db: str, dry_run: bool, device, backend, 
         _print_findings(plan, db, run_console)
 
 
+def cluster_options(address, **given):
+    """ClusterOptions from the command line (None without --cluster); cluster flags need --cluster."""
+    set_flags = [k for k, v in given.items() if v is not None]
+    if not address:
+        if set_flags:
+            flag = "--" + set_flags[0].replace("_", "-")
+            raise SparkError(f"{flag} needs --cluster", hint="add --cluster local (or auto, or an address)")
+        return None
+    from sparkql.runtime.execution.cluster import ClusterOptions, check_address
+
+    opts = ClusterOptions(address=check_address(address))
+    for k in ("workers", "worker_cpus", "worker_gpus", "retries", "tensor_parallel"):
+        if given.get(k) is not None:
+            setattr(opts, k, given[k])
+    if given.get("worker_resources"):
+        opts.resources = _parse_resources(given["worker_resources"])
+    return opts
+
+
+def _parse_resources(text: str) -> dict[str, float]:
+    out = {}
+    for item in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, amount = item.partition("=")
+        try:
+            out[name.strip()] = float(amount) if sep else 1.0
+        except ValueError:
+            raise SparkError(f"--worker-resources: {item!r} is not NAME=NUMBER", hint="e.g. --worker-resources a100=1")
+    return out
+
+
 def _print_findings(plan, db: str, console) -> None:
     """Emergent heads per series and intact-vs-variant scores of this study, from the store."""
-    from sparkql.store.api import connect
+    from sparkql.store.connection import open_db
     from sparkql.store.summary import render, study_summary
 
     if not any(s.kind in ("diff", "generate") for s in plan.steps):
         return
-    con = connect(db)
+    con = open_db(db)  # the run has just migrated the store
     try:
         render(study_summary(con, plan), console)
     finally:

@@ -1,7 +1,10 @@
 """``sparkql sql "SELECT ..."``: query the results store (read-only unless --write).
 
-Never imports torch: it opens the store with sparkql.store.api.connect, which
-waits briefly while a running study commits a step.
+Never imports torch. Without --write, the store is opened read-only and locked
+(sparkql.store.connection.open_db, which waits briefly while a running study
+commits a step), and the text runs only if every statement is a query
+(sparkql.store.readonly.check_query): no byte of the store or of any other
+file changes. An older store is read as it is; only writers migrate.
 """
 
 from __future__ import annotations
@@ -47,6 +50,9 @@ def _known_relations(con) -> list[str]:
     return sorted(r[0] for r in rows)
 
 
+WRITE_HINT = "`sparkql sql` opens the store read-only and runs queries only; add --write to run anything else"
+
+
 def query_error(e: Exception, con, db: str) -> SparkError:
     """A DuckDB error as a SparkError with a useful hint."""
     import duckdb
@@ -56,11 +62,29 @@ def query_error(e: Exception, con, db: str) -> SparkError:
         return SparkError(f"the statement changes the store, which `sparkql sql` opens read-only: {msg}",
                           hint="add --write to allow changes", file=db)
     hint = None
-    if isinstance(e, duckdb.CatalogException):
+    if isinstance(e, duckdb.CatalogException) and con is not None:
         hint = "tables and views: " + ", ".join(_known_relations(con))
+        note = _older_store_note(con, db)
+        if note:
+            hint = f"{note}; {hint}"
     elif isinstance(e, duckdb.ParserException):
         hint = "check the SQL syntax (DuckDB dialect); quote the whole query for the shell"
     return SparkError(f"query failed: {msg}", hint=hint, file=db)
+
+
+def _older_store_note(con, db: str) -> str | None:
+    """Said when a query fails on a store older than this build (readers never migrate it)."""
+    from sparkql.store.connection import upgrade_hint
+    from sparkql.store.migrations import current_version
+    from sparkql.store.schema import SCHEMA_VERSION
+
+    try:
+        version = current_version(con)
+    except Exception:  # noqa: BLE001 - only a hint
+        return None
+    if version is None or version >= SCHEMA_VERSION:
+        return None
+    return f"{db} has schema version {version} (this sparkql writes {SCHEMA_VERSION}); {upgrade_hint(db)}"
 
 
 def write_rows(fmt: str, columns: list[str], rows: list[tuple], out) -> None:
@@ -101,7 +125,9 @@ def print_table(columns: list[str], rows: list[tuple], limit: int | None) -> Non
               show_default=True, help="Output format.")
 @click.option("--out", "out", type=click.Path(dir_okay=False), default=None,
               help="Write to this file instead of stdout (required for parquet).")
-@click.option("--write", "write", is_flag=True, help="Open the store read-write (allow INSERT/UPDATE/DELETE/CREATE).")
+@click.option("--write", "write", is_flag=True,
+              help="Open the store read-write and run any statement (INSERT, DELETE, CREATE, COPY TO, ...); "
+                   "without it only queries run, and nothing but --out is written.")
 @click.option("--limit", type=int, default=200, show_default=True, help="Rows shown by --format table (0: all).")
 def sql(query: str, db: str, fmt: str, out: str | None, write: bool, limit: int) -> None:
     """Run SQL (DuckDB dialect) against the results store.
@@ -111,10 +137,18 @@ def sql(query: str, db: str, fmt: str, out: str | None, write: bool, limit: int)
     import duckdb
 
     from sparkql.store.api import connect
+    from sparkql.store.connection import open_db
+    from sparkql.store.readonly import check_query
 
     if fmt == "parquet" and not out:
         raise SparkError("--format parquet needs --out FILE", hint="e.g. --out results.parquet")
-    con = connect(db, read_only=not write)
+    try:
+        statements = check_query(query, hint=WRITE_HINT) if not write else duckdb.extract_statements(query)
+    except duckdb.Error as e:
+        raise query_error(e, None, db) from None
+    if not statements:
+        raise SparkError("no SQL statement to run", hint='give a query, e.g. sparkql sql "SELECT * FROM runs"')
+    con = connect(db, read_only=False) if write else open_db(db)
     try:
         if fmt == "parquet":
             try:

@@ -1,4 +1,4 @@
-"""``sparkql zoo``: build (and locate) the toy model organism (DESIGN.md 7)."""
+"""``sparkql zoo``: build (and locate) the toy model organism (docs/toy.md)."""
 
 from __future__ import annotations
 

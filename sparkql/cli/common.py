@@ -46,6 +46,12 @@ def print_error(err: SparkError) -> None:
     click.echo(err.render(), err=True)
 
 
+def print_warnings(plan) -> None:
+    """The compiler's warnings (already rendered: location, line, caret, hint), on stderr."""
+    for w in plan.warnings:
+        click.echo(w, err=True)
+
+
 def run_cli(group: click.Group, argv: list[str] | None) -> int:
     """Run the click group; SparkError -> rendered message and exit code 2, never a traceback."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -71,3 +77,12 @@ def run_cli(group: click.Group, argv: list[str] | None) -> int:
         return 130
     except BrokenPipeError:  # pragma: no cover - `sparkql sql ... | head`
         return 0
+
+
+def generation_backends(plan) -> list:
+    """What each distinct (backend, device) of the plan's generate steps picks on this machine
+    (the run decides with the same function, step by step)."""
+    from sparkql.runtime.generation.backend import choose_backend
+
+    asked = dict.fromkeys((s.exec.backend, s.exec.device) for s in plan.steps if s.kind == "generate")
+    return list(dict.fromkeys(choose_backend(b, d) for b, d in asked))

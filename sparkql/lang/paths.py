@@ -2,7 +2,9 @@
 
 Relative paths are looked up next to the study file first, then in the
 current directory. A glob is a checkpoint series ordered by the integer in
-each directory name (``checkpoint-2500``). A hub id (``Qwen/Qwen2.5-Math-1.5B``)
+each directory name (``checkpoint-2500``); every directory found must be a
+loadable model, full (config.json and weights) or a PEFT adapter
+(adapter_config.json and adapter weights, its base found by sparkql.lang.series). A hub id (``Qwen/Qwen2.5-Math-1.5B``)
 is resolved through the local Hugging Face cache only. ``zoo:`` paths name
 the toy organism (sparkql.zoo), built on demand by the runtime.
 """
@@ -11,14 +13,13 @@ from __future__ import annotations
 
 import fnmatch
 import glob as _glob
-import hashlib
-import json
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from sparkql.errors import Span, SparkError
+from sparkql.plan.fingerprint import dataset_fingerprint, fingerprint_dir, zoo_fingerprint  # noqa: F401 (re-exported)
 
 _STEP = re.compile(r"(\d+)(?!.*\d)")
 
@@ -30,7 +31,11 @@ class FoundModel:
     step: int | None
     fingerprint: str
     config: dict | None
-    """config.json when readable now (None for zoo models not built yet)."""
+    """config.json when readable now (None for zoo models not built yet, and for adapters)."""
+    adapter: bool = False
+    """A PEFT adapter checkpoint (adapter_config.json, no config.json): loaded merged into a base."""
+    adapter_base: str | None = None
+    """The adapter's base_model_name_or_path as adapter_config.json writes it."""
 
 
 def _bases(study_dir: Path | None) -> list[Path]:
@@ -48,25 +53,17 @@ def step_of(path: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
-def fingerprint_dir(d: Path) -> str:
-    """config.json bytes plus the names, sizes and mtimes of weight files: cheap, and changes when
-    the weights are rewritten."""
-    h = hashlib.sha256()
-    cfg = d / "config.json"
-    if cfg.is_file():
-        h.update(cfg.read_bytes())
-    for f in sorted(d.iterdir()):
-        if f.suffix in (".safetensors", ".bin", ".pt") and f.is_file():
-            st = f.stat()
-            h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns}".encode())
-    return h.hexdigest()[:16]
+def _read_config(d: Path, span: Span | None) -> dict | None:
+    """config.json through the runtime's one reader (torch-free); None when there is none."""
+    from sparkql.runtime.models.config import read_config
 
-
-def _read_config(d: Path) -> dict | None:
-    try:
-        return json.loads((d / "config.json").read_text())
-    except (OSError, ValueError):
+    if not (d / "config.json").is_file():
         return None
+    try:
+        return read_config(d)
+    except SparkError as e:
+        e.span = e.span or span
+        raise
 
 
 def _hub_cache_dir() -> Path:
@@ -100,7 +97,8 @@ def find_models(written: str, span: Span | None, study_dir: Path | None) -> list
             dirs = [Path(p) for p in _glob.glob(pattern) if Path(p).is_dir()]
             if dirs:
                 dirs.sort(key=lambda p: (step_of(str(p)) is None, step_of(str(p)) or 0, p.name))
-                return [FoundModel(str(p.resolve()), step_of(str(p)), fingerprint_dir(p), _read_config(p)) for p in dirs]
+                return [_member(p, f"(checkpoint {i + 1} of {len(dirs)} matched by \"{written}\")", span)
+                        for i, p in enumerate(dirs)]
         raise SparkError(f'no model directory matches "{written}"', span=span,
                          hint="looked in " + " and ".join(tried) + "; a series is a glob like \"runs/grpo/checkpoint-*\"")
     tried = []
@@ -108,18 +106,33 @@ def find_models(written: str, span: Span | None, study_dir: Path | None) -> list
         p = Path(written) if os.path.isabs(written) else base / written
         tried.append(str(p))
         if p.is_dir():
-            if not (p / "config.json").is_file():
-                raise SparkError(f"{p} has no config.json", span=span,
-                                 hint="point at a Hugging Face model directory (config.json + weights)")
-            return [FoundModel(str(p.resolve()), None, fingerprint_dir(p), _read_config(p))]
+            return [_member(p, "", span, step=None)]
     looks_local = any((b / Path(written).parts[0]).is_dir() for b in _bases(study_dir)) if not os.path.isabs(written) else True
     if re.fullmatch(r"[\w.\-]+/[\w.\-]+", written) and not looks_local:
         snap = _hub_snapshot(written)
         if snap is not None:
-            return [FoundModel(str(snap), None, fingerprint_dir(snap), _read_config(snap))]
+            return [_member(snap, "", span, step=None, resolve=False)]
         raise SparkError(f'model "{written}" is neither a local directory nor in the local Hugging Face cache',
                          span=span, hint=f"sparkql never downloads; looked in {', '.join(tried)} and {_hub_cache_dir()}")
     raise SparkError(f'model directory "{written}" does not exist', span=span, hint="looked in " + " and ".join(tried))
+
+
+def _member(p: Path, which: str, span: Span | None, step: int | None | str = "name", resolve: bool = True) -> FoundModel:
+    """One model directory, checked to be loadable: a full model (config.json and weights) or a
+    PEFT adapter (adapter_config.json and adapter weights). Every member of a series is checked, so
+    a checkpoint still being written fails `check`, not a run hours later."""
+    from sparkql.runtime.models.checkpoint import checkpoint_kind
+
+    try:
+        kind = checkpoint_kind(p)
+    except SparkError as e:
+        raise SparkError(f"{p} {which + ' ' if which else ''}is not a loadable model: it {e.message}", span=span,
+                         hint=e.hint) from None
+    at = step_of(str(p)) if step == "name" else step
+    path = str(p.resolve()) if resolve else str(p)
+    if kind.kind == "adapter":
+        return FoundModel(path, at, fingerprint_dir(p), None, adapter=True, adapter_base=kind.base)
+    return FoundModel(path, at, fingerprint_dir(p), _read_config(p, span))
 
 
 def _find_zoo(written: str, span: Span | None) -> list[FoundModel]:
@@ -134,7 +147,7 @@ def _find_zoo(written: str, span: Span | None) -> list[FoundModel]:
         from sparkql.errors import known_names_hint
 
         raise SparkError(f"unknown zoo model `{series}`", span=span, hint=known_names_hint(series, layout, "zoo models"))
-    fp = zoo.recipe_hash()[:16]
+    fp = zoo_fingerprint()
     steps = layout[series]
     if steps is None:
         if sub:
@@ -149,10 +162,6 @@ def _find_zoo(written: str, span: Span | None) -> list[FoundModel]:
         raise SparkError(f'no zoo checkpoint matches "{written}"', span=span,
                          hint=f"zoo:{series} has " + ", ".join(names))
     return [FoundModel(f"zoo:{series}/{n}", step_of(n), fp, None) for n in matched]
-
-
-def dataset_fingerprint(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
 def find_file(written: str, span: Span | None, study_dir: Path | None, what: str = "dataset") -> Path:

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Annotated, Literal, Union
+from typing import Annotated, ClassVar, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_serializer
 
 from sparkql.errors import Span
 
@@ -34,8 +34,27 @@ class Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-class ModelRef(Frozen):
+class _OmitsUnset(Frozen):
+    """A model whose optional fields in ``_OMIT_NONE`` are left out of its JSON when None (or an
+    empty list): fields
+    added after keys were first computed, so that a step that does not use them keeps its key (and
+    its stored results) and plans that do not use them read as before."""
+
+    _OMIT_NONE: ClassVar[tuple[str, ...]] = ()
+
+    @model_serializer(mode="wrap")
+    def _omit_none(self, handler):
+        data = handler(self)
+        for k in self._OMIT_NONE:
+            if k in data and (data[k] is None or data[k] == []):
+                del data[k]
+        return data
+
+
+class ModelRef(_OmitsUnset):
     """One concrete model (a single HF directory, or one checkpoint of a series)."""
+
+    _OMIT_NONE: ClassVar[tuple[str, ...]] = ("base",)
 
     name: str
     """The name declared in the study (``model ckpt = ...``)."""
@@ -53,6 +72,10 @@ class ModelRef(Frozen):
     """Identifies the weights (config hash and weight files' sizes; zoo recipe hash)."""
     model_id: str
     """Stable id used in the store: sha256 of path and fingerprint, 16 hex chars."""
+    base: str | None = None
+    """A PEFT adapter checkpoint (``path`` holds adapter_config.json, no config.json): the base
+    model it is merged into when loaded (an absolute directory or a ``zoo:`` path). The
+    fingerprint then covers the adapter's files and the base's fingerprint."""
 
 
 class ModelShape(Frozen):
@@ -84,7 +107,7 @@ class DatasetRef(Frozen):
 
 
 class CircuitParams(Frozen):
-    """EAP-IG options (DESIGN.md 4)."""
+    """EAP-IG options (docs/eap_ig.md)."""
 
     method: Literal["eap_ig"] = "eap_ig"
     ig_steps: int = 100
@@ -109,7 +132,7 @@ class CircuitParams(Frozen):
 
 
 class SamplingParams(Frozen):
-    """Every generation field, explicit (DESIGN.md 5)."""
+    """Every generation field, explicit (docs/evaluation.md)."""
 
     n: int = 4
     temperature: float = 0.6
@@ -124,7 +147,7 @@ class SamplingParams(Frozen):
 class HeadExpr(Frozen):
     """A head-set expression, evaluated per model at run time.
 
-    op = ``circuit``: the heads of circuit step ``ref`` (score: head score of DESIGN.md 4.4);
+    op = ``circuit``: the heads of circuit step ``ref`` (score: head score of docs/eap_ig.md);
     op = ``set``: the head set produced by step ``ref``;
     op = ``literal``: ``heads`` ([layer, head] pairs, score 0);
     op = ``union`` | ``intersect`` | ``minus``: of ``args``. Scores come from the left-most
@@ -175,8 +198,10 @@ class CohortMember(Frozen):
     """Step key of this checkpoint's circuit."""
 
 
-class CohortSpec(Frozen):
-    """Cohort analysis of an emergent set across a checkpoint series (DESIGN.md 1.3)."""
+class CohortSpec(_OmitsUnset):
+    """Cohort analysis of an emergent set across a checkpoint series (docs/store.md, cohorts)."""
+
+    _OMIT_NONE: ClassVar[tuple[str, ...]] = ("reward",)
 
     kind: Literal["cohort"] = "cohort"
     name: str
@@ -185,6 +210,9 @@ class CohortSpec(Frozen):
     """Ordered by step."""
     base: ModelRef
     base_circuit_key: str
+    reward: str | None = None
+    """``with reward = "KEY"``: the trainer_state.json log_history key read as the reward (None: the
+    default choice, sparkql.store.cohorts.pick_reward_key)."""
 
 
 class InterveneSpec(Frozen):
@@ -232,6 +260,17 @@ class GradeSpec(Frozen):
     think: bool = True
     seed: int = 0
     """Seed of the GPQA option shuffle."""
+    extract: Literal["strict", "lenient"] = "strict"
+    """Answer extraction for math (strict: the last \\boxed{}; lenient: Math-Verify's order)."""
+
+    @model_serializer(mode="wrap")
+    def _omit_default_extract(self, handler):
+        # ``strict`` is what every grade step did before the option existed: leaving it out of
+        # the dump keeps those steps' keys (and results) valid.
+        data = handler(self)
+        if isinstance(data, dict) and data.get("extract") == "strict":
+            del data["extract"]
+        return data
 
 
 class AggregateSpec(Frozen):
@@ -260,7 +299,7 @@ class ExecOptions(Frozen):
     memory: str | None = None
     """Memory budget for fused IG batching, e.g. ``8GiB`` (None: a safe share of free memory)."""
     backend: Literal["transformers", "vllm", "auto"] = "auto"
-    """As the study asked; the generate step decides ``auto`` when it runs (runtime/backend.py)."""
+    """As the study asked; the generate step decides ``auto`` when it runs (runtime/generation/backend.py)."""
     vllm_memory: float | None = None
     """Memory of a vLLM engine: <= 1 a fraction of the device's memory, > 1 a KV cache size in bytes
     (None: 0.8 on a GPU, 1 GiB of KV cache on a CPU)."""
@@ -292,13 +331,20 @@ class Step(Frozen):
     """The statement that produced this step."""
 
 
-class Plan(Frozen):
+class Plan(_OmitsUnset):
+    _OMIT_NONE: ClassVar[tuple[str, ...]] = ("warnings",)
+
     study: str
     """Path (or ``<text>``) of the study."""
     steps: list[Step]
     """Topologically ordered: every dep comes before the step that needs it."""
-    backend: str = "transformers"
-    """Generation backend the plan chose (``auto`` resolved on this machine)."""
+    backend: str = "auto"
+    """Generation backend the study asks for (``auto``, ``transformers`` or ``vllm``). Which one
+    runs is decided at run time, per generate step, by
+    ``sparkql.runtime.generation.backend.choose_backend`` (``sparkql plan`` shows its choice)."""
+    warnings: list[str] = Field(default_factory=list)
+    """The compiler's warnings, rendered (``file:line:col: warning: ...``, the line, a caret, a hint):
+    things a study may do but probably did not mean, such as a series that mixes two runs."""
 
     def by_key(self) -> dict[str, Step]:
         return {s.key: s for s in self.steps}

@@ -1,11 +1,12 @@
-"""Opening the results store (torch-free).
+"""The results store's handles (torch-free): :func:`connect` for readers, :class:`Store` for the writer.
 
-DuckDB lets one process open a file for writing *or* several open it
-read-only, never both at once. So the writer (:class:`Store`, used by the
-executor) opens the file only inside each transaction and closes it right
-after, and readers (:func:`connect`, ``sparkql sql``, the TUI, notebooks)
-retry briefly when they meet the writer's lock. Keep reader connections short
-for the same reason: a reader that holds the file open makes the writer wait.
+Both open the file through :func:`sparkql.store.connection.open_db`, the one
+place that calls ``duckdb.connect``: readers retry briefly while the writer
+commits, and get a locked connection that runs queries only
+(:mod:`sparkql.store.readonly`). The writer opens the file only inside each
+transaction and closes it right after, so readers (``sparkql sql``, the TUI,
+notebooks) can work during a run. Keep reader connections short for the same
+reason: a reader that holds the file open makes the writer wait.
 
 Within one process DuckDB refuses a read-only and a read-write connection to
 the same file at the same time: close a :func:`connect` connection before
@@ -16,9 +17,7 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import threading
-import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,84 +25,29 @@ from typing import Any, Iterator
 
 import duckdb
 
-from sparkql.errors import SparkError
-from sparkql.store.lock import describe_holder, is_held, read_holder
+from sparkql.store.connection import READ_TIMEOUT_S, WRITE_TIMEOUT_S, open_db  # noqa: F401 - re-exported
 from sparkql.store.migrations import ensure_schema
+from sparkql.store.readonly import QueryOnlyConnection
 from sparkql.store.schema import OWNER_COLUMNS
 from sparkql.store.write import insert, insert_all
 
-READ_TIMEOUT_S = 10.0
-"""How long a reader waits for the writer's transaction to end."""
-WRITE_TIMEOUT_S = 120.0
-"""How long the writer waits for readers (a long query in `sparkql sql`) to let go."""
 
+def connect(db: str | os.PathLike = "sparkql.duckdb", read_only: bool = True,
+            timeout: float | None = None) -> QueryOnlyConnection | duckdb.DuckDBPyConnection:
+    """A connection to a results store, for notebooks (``sparkql.connect``).
 
-def _is_lock_error(e: Exception) -> bool:
-    msg = str(e)
-    return "lock" in msg.lower() and ("Could not set lock" in msg or "Conflicting lock" in msg)
-
-
-def _busy_error(db: Path, e: Exception, waited: float, read_only: bool) -> SparkError:
-    if is_held(db):
-        who = describe_holder(read_holder(db))
-    else:
-        # DuckDB's message names the conflicting process: "Conflicting lock is held in ... (PID n)"
-        msg = str(e)
-        i = msg.find("(PID")
-        who = "process " + msg[i + 1 : msg.find(")", i)] if i >= 0 else "another process"
-    action = "read" if read_only else "write"
-    return SparkError(
-        f"could not {action} the results store {db}: it stayed locked by {who} for {waited:.0f} s",
-        file=str(db),
-        hint="the writer holds the file only while it commits a step; retry in a moment"
-        if read_only
-        else "close other programs that hold the store open (a long `sparkql sql`, a notebook connection)",
-    )
-
-
-def open_db(db: str | os.PathLike, read_only: bool = True, timeout: float | None = None) -> duckdb.DuckDBPyConnection:
-    """A DuckDB connection, retrying with backoff while another process holds a conflicting lock."""
-    db = Path(db)
-    if timeout is None:
-        timeout = READ_TIMEOUT_S if read_only else WRITE_TIMEOUT_S
-    if read_only and not db.exists():
-        raise SparkError(
-            f"no results store at {db}", file=str(db),
-            hint="run a study first (`sparkql run study.spark --db FILE`) or pass the right --db",
-        )
-    start = time.monotonic()
-    delay = 0.01
-    while True:
-        try:
-            return duckdb.connect(str(db), read_only=read_only)
-        except duckdb.IOException as e:
-            if not _is_lock_error(e):
-                raise SparkError(f"cannot open the results store {db}: {e}", file=str(db)) from None
-            waited = time.monotonic() - start
-            if waited >= timeout:
-                raise _busy_error(db, e, waited, read_only) from None
-            time.sleep(min(delay, max(timeout - waited, 0.0)) * (1 + 0.25 * random.random()))
-            delay = min(delay * 2, 0.2)
-        except duckdb.Error as e:
-            raise SparkError(f"cannot open the results store {db}: {e}", hint="is it a DuckDB file?",
-                             file=str(db)) from None
-
-
-def connect(db: str | os.PathLike = "sparkql.duckdb", read_only: bool = True, timeout: float | None = None) -> duckdb.DuckDBPyConnection:
-    """A connection to a results store (read-only by default), for notebooks and commands.
-
-    Retries briefly while a run commits a step, then raises a SparkError naming
-    the holder. Close it when done (or use it as a context manager): an open
-    read connection makes a running study wait at its next commit.
+    Read-only (the default): a :class:`~sparkql.store.readonly.QueryOnlyConnection`
+    that runs queries only and writes nothing, not the store and not any other
+    file; a store written by an older sparkql is read as it is (only writers
+    migrate). ``read_only=False``: DuckDB's own read-write connection, with
+    the schema created or migrated. Retries briefly while a run commits a step,
+    then raises a SparkError naming the holder. Close it when done (or use it
+    as a context manager): an open read connection makes a running study wait
+    at its next commit.
     """
     con = open_db(db, read_only=read_only, timeout=timeout)
     if read_only:
-        if _is_old(con):
-            # a store written by an older sparkql: migrate it (best effort) so views exist
-            con.close()
-            _migrate(Path(db))
-            con = open_db(db, read_only=True, timeout=timeout)
-        return con
+        return QueryOnlyConnection(con)
     try:
         con.execute("BEGIN")
         ensure_schema(con, where=str(db))
@@ -112,31 +56,6 @@ def connect(db: str | os.PathLike = "sparkql.duckdb", read_only: bool = True, ti
         con.close()
         raise
     return con
-
-
-def _is_old(con) -> bool:
-    from sparkql.store.migrations import current_version
-    from sparkql.store.schema import SCHEMA_VERSION
-
-    try:
-        version = current_version(con)
-    except duckdb.Error:
-        return False
-    return version is not None and version < SCHEMA_VERSION
-
-
-def _migrate(db: Path) -> None:
-    """Best effort: a store busy with a run is read as it is (the run migrated it when it started)."""
-    try:
-        con = duckdb.connect(str(db))
-    except duckdb.Error:
-        return
-    try:
-        con.execute("BEGIN")
-        ensure_schema(con, where=str(db))
-        con.execute("COMMIT")
-    finally:
-        con.close()
 
 
 def completed_keys(db: str | os.PathLike) -> set[str]:

@@ -1,9 +1,9 @@
-"""Cohort analysis across a checkpoint series (DESIGN.md 1.3; paper section 3.2, figures 2-3, 6-9).
+"""Cohort analysis across a checkpoint series (docs/store.md, cohorts; paper section 3.2, figures 2-3, 6-9).
 
 How we read the paper's figure 2 (and say so, because users compare numbers):
 
 * A head is **active** at a checkpoint when it is in that checkpoint's circuit
-  (the heads left after EAP-IG selection, DESIGN.md 4.4).
+  (the heads left after EAP-IG selection, docs/eap_ig.md).
 * **Newly activated** at checkpoint t (the blue line, "the absolute number of
   newly activated heads compared to the base model") = active at t and *not*
   in the base model's circuit: the emergent set of t, counted afresh at every
@@ -120,3 +120,29 @@ def pearson(xs: Sequence[float | None], ys: Sequence[float | None]) -> float | N
         return None
     sxy = sum((p[0] - mx) * (p[1] - my) for p in pairs)
     return sxy / math.sqrt(sxx * syy)
+
+
+REWARD_KEYS_EXACT = ["rewards/accuracy_reward/mean", "rewards/accuracy_reward"]
+
+
+def pick_reward_key(keys: set[str]) -> str | None:
+    """The ``log_history`` key read as the reward when the study names none (``cohort SET with
+    reward = "KEY"`` overrides it): TRL's accuracy reward, else its total reward, else another
+    reward, else SFT's ``mean_token_accuracy`` (TRL's SFTTrainer logs it; a falling loss
+    correlated with newly activated heads would read backwards), else the loss. The one picker:
+    the cohort step and the TUI use it (figures read the stored key)."""
+    for k in REWARD_KEYS_EXACT:
+        if k in keys:
+            return k
+    acc = sorted(k for k in keys if k.startswith("rewards/") and "accuracy" in k and not k.endswith("/std"))
+    if acc:
+        return acc[0]
+    if "reward" in keys:
+        return "reward"
+    others = sorted(k for k in keys if k.startswith("rewards/") and not k.endswith("/std"))
+    if others:
+        return others[0]
+    for k in ("train/reward", "mean_token_accuracy", "loss", "train_loss"):
+        if k in keys:
+            return k
+    return None

@@ -1,7 +1,7 @@
 """Bulk appends into the store: every payload becomes one Arrow table and one
 ``INSERT ... BY NAME SELECT`` (DuckDB reads Arrow without copying row by row).
 
-Payloads (what handlers return, see sparkql/runtime/context.py ``Rows``): a
+Payloads (what handlers return, see sparkql/runtime/execution/context.py ``Rows``): a
 list of dicts, a dict of equal-length columns (lists or numpy arrays), or a
 ``pyarrow.Table``. Columns are matched by name; columns the payload lacks are
 NULL. Tables with a primary key take ``INSERT OR IGNORE`` for ``samples`` (a

@@ -1,4 +1,4 @@
-"""A brute-force EAP-IG, written from DESIGN.md 4.2 alone, for checking the engine.
+"""A brute-force EAP-IG, written from docs/eap_ig.md alone, for checking the engine.
 
 Everything is recomputed in float64 from the model's weights (RoPE tables in
 float64, RMSNorm and softmax in float64: the HF modules compute some of these in
@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from sparkql.runtime.graph import Graph
+from sparkql.runtime.eap.graph import Graph
 
 
 def _rms(x, w, eps):
@@ -138,7 +138,7 @@ def perturb_norms(model, seed=0):
 
 
 def random_examples(vocab, lengths, seed=0, lo=5):
-    from sparkql.runtime.eap_ig import Example
+    from sparkql.runtime.eap.engine import Example
 
     gen = torch.Generator().manual_seed(seed)
     out = []

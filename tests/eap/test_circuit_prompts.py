@@ -10,9 +10,9 @@ import pytest
 
 from sparkql.errors import SparkError
 from sparkql.plan.steps import CircuitParams, DatasetRef
-from sparkql.runtime.circuit_prompts import build_pairs, greedy_opening, redraw_digits
-from sparkql.runtime.models import load_model
-from sparkql.runtime.prompting import render_prompt
+from sparkql.runtime.eap.prompts import build_pairs, greedy_opening, redraw_digits
+from sparkql.runtime.models.loading import load_model
+from sparkql.runtime.generation.prompting import render_prompt
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from sparkql.cli.main import cli
-from sparkql.runtime.graph import Graph
+from sparkql.runtime.eap.graph import Graph
 
 
 @pytest.fixture(scope="module")
@@ -93,8 +93,8 @@ def test_second_run_is_a_no_op(study):
 
 
 def test_stored_scores_equal_the_engine(study, tiny_qwen2):
-    from sparkql.runtime.eap_ig import EapIg, Example
-    from sparkql.runtime.models import load_model
+    from sparkql.runtime.eap.engine import EapIg, Example
+    from sparkql.runtime.models.loading import load_model
 
     d, db, _, _ = study
     lm = load_model(tiny_qwen2, "fp64", "cpu")
@@ -139,7 +139,7 @@ def test_export_dot_and_svg(study, tmp_path, monkeypatch):
     import shutil
 
     from sparkql.errors import SparkError
-    from sparkql.runtime import export_circuit as ex
+    from sparkql.runtime.eap import export as ex
 
     d, db, _, _ = study
     con = duckdb.connect(str(db), read_only=True)

@@ -1,4 +1,4 @@
-"""EAP-IG engine == brute force of the definition (DESIGN.md 4.2), fused == unfused,
+"""EAP-IG engine == brute force of the definition (docs/eap_ig.md), fused == unfused,
 and the GQA ungrouping identity, on tiny random Qwen2 (GQA + biases), Qwen3 (q/k norm,
 head_dim != hidden/heads) and Llama models in float64."""
 
@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from sparkql.runtime.eap_ig import EapIg, parse_memory, rms_vjp, undo_rope, _walk
-from sparkql.runtime.graph import Graph
-from sparkql.runtime.models import load_model
+from sparkql.runtime.eap.engine import EapIg, parse_memory, rms_vjp, undo_rope, _walk
+from sparkql.runtime.eap.graph import Graph
+from sparkql.runtime.models.loading import load_model
 
 from .bruteforce import Reference, perturb_norms, random_examples, relerr
 

@@ -1,4 +1,4 @@
-"""Faithfulness (DESIGN.md 4.4): the patched forward reproduces the model, the full graph
+"""Faithfulness (docs/eap_ig.md): the patched forward reproduces the model, the full graph
 scores 1 and the empty graph 0, and patching every out-edge of one head equals replacing
 that head's output with its corrupted output in the real HF model."""
 
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from sparkql.runtime.faithfulness import PatchedForward, faithfulness
-from sparkql.runtime.models import load_model
+from sparkql.runtime.eap.faithfulness import PatchedForward, faithfulness
+from sparkql.runtime.models.loading import load_model
 
 from .bruteforce import perturb_norms, random_examples
 
@@ -96,9 +96,9 @@ def test_patched_forward_applies_a_sliding_window(tmp_path):
     """Mistral attends within a window: the functional forward must mask the same keys."""
     from transformers import AutoModelForCausalLM
 
-    from sparkql.runtime.adapters import FAMILIES
-    from sparkql.runtime.models import LoadedModel
-    from sparkql.runtime.tiny import tiny_config
+    from sparkql.runtime.models.adapters import FAMILIES
+    from sparkql.runtime.models.loading import LoadedModel
+    from sparkql.runtime.models.tiny import tiny_config
 
     cfg = tiny_config("mistral", vocab_size=50)
     cfg.sliding_window = 3

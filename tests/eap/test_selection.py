@@ -1,4 +1,4 @@
-"""Selection (DESIGN.md 4.4) on hand-made score matrices, and pruning against a graph search."""
+"""Selection (docs/eap_ig.md) on hand-made score matrices, and pruning against a graph search."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sparkql.runtime.graph import Graph
-from sparkql.runtime.selection import node_scores, prune, select, top_n_edges
+from sparkql.runtime.eap.graph import Graph
+from sparkql.runtime.eap.selection import node_scores, prune, select, top_n_edges
 
 G = Graph(n_layers=2, n_heads=2)
 

@@ -11,10 +11,10 @@ import torch
 
 from sparkql.plan.compile import compile_text
 from sparkql.plan.steps import SamplingParams
-from sparkql.runtime.executor import execute
-from sparkql.runtime.generation import GenRequest, generate_transformers
-from sparkql.runtime.interventions import HeadEditor, Variant
-from sparkql.runtime.models import load_model
+from sparkql.runtime.execution.executor import execute
+from sparkql.runtime.generation.transformers_backend import GenRequest, generate_transformers
+from sparkql.runtime.models.interventions import HeadEditor, Variant
+from sparkql.runtime.models.loading import load_model
 
 PROBLEMS = [
     {"qid": "a", "question": "What is 2 + 2?", "answer": "4"},

@@ -20,12 +20,12 @@ from sparkql.plan.steps import (
     Step,
     step_key,
 )
-from sparkql.runtime.context import RunContext
-from sparkql.runtime.aggregate_step import run_aggregate
-from sparkql.runtime.generate_step import run_generate
-from sparkql.runtime.grade_step import run_grade
-from sparkql.runtime.grading import gpqa_options
-from sparkql.runtime.models import ModelCache
+from sparkql.runtime.execution.context import RunContext
+from sparkql.runtime.steps.aggregate import run_aggregate
+from sparkql.runtime.steps.generate import run_generate
+from sparkql.runtime.steps.grade import run_grade
+from sparkql.runtime.grading.grader import gpqa_options
+from sparkql.runtime.models.loading import ModelCache
 from sparkql.store.api import Store
 
 GPQA_ROWS = [

@@ -7,15 +7,15 @@ import torch
 
 from sparkql.errors import SparkError
 from sparkql.plan.steps import SamplingParams
-from sparkql.runtime.generation import (
+from sparkql.runtime.generation.transformers_backend import (
     GenRequest,
     filter_logits,
     generate_transformers,
     next_tokens,
     sample_seed,
 )
-from sparkql.runtime.models import load_model
-from sparkql.runtime.prompting import render_prompt
+from sparkql.runtime.models.loading import load_model
+from sparkql.runtime.generation.prompting import render_prompt
 
 PROBLEMS = {"p1": "What is 2 + 3?", "p2": "A much longer problem: compute 17 * 23 - 4 and say why, briefly.", "p3": "9?"}
 
@@ -143,7 +143,7 @@ def test_context_budget_is_per_row(loaded):
 def test_out_of_memory_halves_the_batch(loaded, monkeypatch):
     """A batch that does not fit is started again at half the size; the samples are the same and
     each is stored once."""
-    import sparkql.runtime.generation as G
+    import sparkql.runtime.generation.transformers_backend as G
 
     sp = SamplingParams(n=2, temperature=0.9, max_tokens=5, seed=4)
     reqs = requests(loaded, n=2, seed=4)

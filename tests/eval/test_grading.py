@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from sparkql.runtime.grading import (
+from sparkql.runtime.grading.grader import (
     GradeRequest,
     VerifyPool,
     answer_region,

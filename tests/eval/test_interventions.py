@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from sparkql.errors import SparkError
-from sparkql.runtime.interventions import HeadEditor, Variant, o_proj_input_hook, parse_head
-from sparkql.runtime.models import load_model
+from sparkql.runtime.models.interventions import HeadEditor, Variant, o_proj_input_hook, parse_head
+from sparkql.runtime.models.loading import load_model
 
 FAMILIES = ["tiny_qwen2", "tiny_qwen3", "tiny_llama"]
 

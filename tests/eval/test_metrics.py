@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sparkql.errors import SparkError
-from sparkql.runtime.metrics import (
+from sparkql.runtime.grading.metrics import (
     compute_metrics,
     monte_carlo_pass_at_k,
     pass_at_k,

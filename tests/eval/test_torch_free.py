@@ -1,5 +1,5 @@
-"""Grading, metrics, the diff and `sparkql regrade`/`diff` never load torch, transformers or
-vLLM: they must work on a laptop that only reads a results store, and in the TUI."""
+"""Grading, metrics, the diff and `sparkql regrade`/`diff`/`grade` never load torch,
+transformers or vLLM: they must work on a laptop that only reads a results store, and in the TUI."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ import subprocess
 import sys
 
 MODULES = [
-    "sparkql.runtime.grading", "sparkql.runtime.metrics", "sparkql.runtime.grade_step",
-    "sparkql.runtime.aggregate_step", "sparkql.runtime.qualitative", "sparkql.runtime.vllm_backend",
-    "sparkql.runtime.vllm_edits", "sparkql.runtime.backend",
-    "sparkql.cli.cmd_regrade", "sparkql.cli.cmd_diff",
+    "sparkql.runtime.grading.grader", "sparkql.runtime.grading.metrics", "sparkql.runtime.steps.grade",
+    "sparkql.runtime.steps.aggregate", "sparkql.runtime.grading.qualitative", "sparkql.runtime.generation.vllm_backend",
+    "sparkql.runtime.generation.vllm_edits", "sparkql.runtime.generation.backend",
+    "sparkql.cli.cmd_regrade", "sparkql.cli.cmd_diff", "sparkql.cli.cmd_grade",
+    "sparkql.runtime.grading.answers", "sparkql.runtime.grading.verify_pool", "sparkql.runtime.grading.files",
 ]
 
 
@@ -18,7 +19,7 @@ def test_no_heavy_imports():
     code = (
         "import sys\n"
         f"for m in {MODULES!r}: __import__(m)\n"
-        "from sparkql.runtime.backend import choose_backend; choose_backend('auto', 'auto')\n"
+        "from sparkql.runtime.generation.backend import choose_backend; choose_backend('auto', 'auto')\n"
         "heavy = [m for m in ('torch', 'transformers', 'vllm', 'nnsight', 'textual') if m in sys.modules]\n"
         "print(','.join(heavy))\n"
     )

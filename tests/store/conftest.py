@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sparkql.runtime import handlers
+from sparkql.runtime.execution import handlers
 
 from . import fakes
 
@@ -21,7 +21,7 @@ def fake_circuits(monkeypatch):
 def hand_store(tmp_path_factory):
     """A store holding the whole hand-made study (16 steps) plus intact/ablated evals, and its plan.
     Built once per session: tests only read it."""
-    from sparkql.runtime.executor import execute
+    from sparkql.runtime.execution.executor import execute
 
     from .test_figures import add_evals
 

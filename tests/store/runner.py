@@ -17,7 +17,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import fakes  # noqa: E402
 
 from sparkql.errors import SparkError  # noqa: E402
-from sparkql.runtime import executor, handlers  # noqa: E402
+from sparkql.runtime.execution import executor, handlers  # noqa: E402
 from sparkql.store import api  # noqa: E402
 
 

@@ -13,6 +13,7 @@ import pytest
 
 import sparkql
 from sparkql.cli.main import main as cli_main
+from sparkql.errors import SparkError
 
 from . import fakes
 
@@ -43,7 +44,7 @@ def study(tmp_path, fake_circuits):
 @pytest.fixture(scope="module")
 def ran(tmp_path_factory):
     """The study run once for the read-only tests of this module."""
-    from sparkql.runtime import handlers
+    from sparkql.runtime.execution import handlers
 
     from .conftest import FAKE_CIRCUIT
 
@@ -102,7 +103,7 @@ def test_sql_formats(ran, tmp_path, capsys):
 def test_sql_is_read_only_unless_asked_and_errors_have_hints(ran, capsys):
     assert sparkql_cli("sql", "DELETE FROM steps", "--db", str(ran)) == 2
     err = capsys.readouterr().err
-    assert "opens read-only" in err and "hint: add --write" in err
+    assert "<query>:1:1: error: read-only: DELETE is not a query" in err and "add --write" in err
     assert sparkql_cli("sql", "SELECT * FROM edgez", "--db", str(ran)) == 2
     err = capsys.readouterr().err
     assert "edgez" in err and "hint: tables and views:" in err and "cohort_heads" in err
@@ -123,9 +124,9 @@ def test_export_tables_views_and_circuits(ran, tmp_path, capsys, monkeypatch):
     assert "did you mean 'cohort_heads'" in capsys.readouterr().err
 
     calls = []
-    fake = types.ModuleType("sparkql.runtime.export_circuit")
+    fake = types.ModuleType("sparkql.runtime.eap.export")
     fake.export_circuit = lambda con, cid, fmt, path: calls.append((cid, fmt, str(path)))
-    monkeypatch.setitem(sys.modules, "sparkql.runtime.export_circuit", fake)
+    monkeypatch.setitem(sys.modules, "sparkql.runtime.eap.export", fake)
     con = duckdb.connect(str(ran), read_only=True)
     ids = sorted(r[0] for r in con.execute("SELECT circuit_id FROM circuits").fetchall())
     con.close()
@@ -145,7 +146,7 @@ def test_python_api(study, tmp_path):
     try:
         assert con.sql("SELECT count(*) FROM steps").fetchall() == [(19,)]  # relations work on it too
         assert con.execute("SELECT count(*) FROM cohort_heads WHERE origin = 'emergent'").fetchone()[0] == 4
-        with pytest.raises(duckdb.Error, match="read-only"):
+        with pytest.raises(SparkError, match="read-only: DELETE is not a query"):
             con.execute("DELETE FROM steps")
     finally:
         con.close()
@@ -160,7 +161,7 @@ def raise_spark_error(step, ctx):
 
 
 def test_a_user_error_in_a_step_points_at_its_statement(study, tmp_path, capsys, monkeypatch):
-    from sparkql.runtime import handlers
+    from sparkql.runtime.execution import handlers
 
     monkeypatch.setitem(handlers.HANDLERS, "cohort", f"{__name__}:raise_spark_error")
     assert sparkql_cli("run", str(study), "--db", str(tmp_path / "e.duckdb"), "-q") == 2

@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 from sparkql.store.cohorts import Checkpoint, checkpoint_rows, cohort_sizes, head_rows, pearson
 from sparkql.store.migrations import ensure_schema
 from sparkql.store.write import insert
-from sparkql.runtime.cohort_step import pick_reward_key, reward_at_checkpoints, reward_rows
+from sparkql.runtime.steps.cohort import reward_at_checkpoints, reward_rows
+from sparkql.store.cohorts import pick_reward_key
 
 from .fakes import STEPS, reward
 

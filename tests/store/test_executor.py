@@ -10,8 +10,8 @@ import pytest
 from rich.console import Console
 
 from sparkql.errors import SparkError
-from sparkql.runtime import executor, handlers
-from sparkql.runtime.executor import execute
+from sparkql.runtime.execution import executor, handlers
+from sparkql.runtime.execution.executor import execute
 from sparkql.store.lock import is_held
 
 from . import fakes
@@ -57,7 +57,7 @@ def test_missing_handlers_are_named_and_partial_runs_the_rest(tmp_path, fake_cir
     s = execute(plan, db, partial=True, live=False)
     assert s.status == "partial" and s.n_done == 15
     assert [r.label for r in s.steps if r.status == "unavailable"] == ["cohort emergent"]
-    monkeypatch.setitem(handlers.HANDLERS, "cohort", "sparkql.runtime.cohort_step:run_cohort")
+    monkeypatch.setitem(handlers.HANDLERS, "cohort", "sparkql.runtime.steps.cohort:run_cohort")
     s = execute(plan, db, live=False)
     assert (s.status, s.n_done, s.n_cached) == ("done", 1, 15)
     assert [st for st, _ in _statuses(db)] == ["partial", "done"]
@@ -135,7 +135,7 @@ def test_a_failing_step_keeps_earlier_results_and_the_run_is_marked_failed(tmp_p
     assert _statuses(db)[-1] == ("interrupted", "interrupted during cohort emergent")
     assert not is_held(db)
 
-    monkeypatch.setitem(handlers.HANDLERS, "cohort", "sparkql.runtime.cohort_step:run_cohort")
+    monkeypatch.setitem(handlers.HANDLERS, "cohort", "sparkql.runtime.steps.cohort:run_cohort")
     s = execute(plan, db, live=False)
     assert (s.n_done, s.n_cached) == (2, 14)  # the cohort and the step after it
 

@@ -6,7 +6,7 @@ import duckdb
 import pytest
 
 from sparkql.plan.steps import HeadExpr, HeadSetSpec, ModelRef, Step, step_key
-from sparkql.runtime.head_sets import evaluate_head_expr, rank_heads, run_head_set
+from sparkql.runtime.steps.head_sets import evaluate_head_expr, rank_heads, run_head_set
 from sparkql.store.migrations import ensure_schema
 from sparkql.store.write import insert
 

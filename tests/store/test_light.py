@@ -24,8 +24,8 @@ for args in (['sql', 'SELECT 1', '--db', {str(db)!r}, '--format', 'csv'],
         cli.main(args=args, standalone_mode=False)
     except SystemExit:
         pass
-import sparkql.runtime.executor, sparkql.runtime.head_sets, sparkql.runtime.cohort_step, sparkql.runtime.load_step
-import sparkql.runtime.api, sparkql.figures
+import sparkql.runtime.execution.executor, sparkql.runtime.steps.head_sets, sparkql.runtime.steps.cohort, sparkql.runtime.steps.load
+import sparkql.runtime.execution.api, sparkql.figures
 print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -11,7 +11,7 @@ from .util import calls, dump, run_plan
 
 
 def test_sigkill_at_several_points_then_resume_matches_clean_run(tmp_path, fake_circuits, monkeypatch):
-    from sparkql.runtime.executor import execute
+    from sparkql.runtime.execution.executor import execute
 
     monkeypatch.setenv("SPARKQL_TEST_BIG_EDGES", "130000")  # the circuit of step 200 (inherited by the runs)
 

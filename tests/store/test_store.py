@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 
 from sparkql.errors import SparkError
-from sparkql.runtime.context import StepOutput
+from sparkql.runtime.execution.context import StepOutput
 from sparkql.store.api import Store, completed_keys, connect
 from sparkql.store.migrations import ensure_schema
 from sparkql.store.schema import SCHEMA_VERSION, TABLES, VIEWS
@@ -36,11 +36,14 @@ def test_a_v1_store_migrates_to_the_shape_of_a_fresh_store(tmp_path):
     con.execute("INSERT INTO models (model_id, name, path, step) VALUES ('m', 'base', '/x', NULL)")
     con.close()
 
-    reader = connect(old)  # a reader of an old store migrates it first, so views exist
-    assert reader.execute("SELECT count(*) FROM cohort_summary").fetchone()[0] == 0
+    before = old.read_bytes()
+    reader = connect(old)  # a reader reads an old store as it is: only writers migrate
+    assert reader.execute("SELECT name FROM models").fetchall() == [("base",)]
+    assert reader.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == "1"
     reader.close()
+    assert old.read_bytes() == before
     s = Store(old)
-    assert s.found_version == SCHEMA_VERSION
+    assert s.found_version == 1  # the writer found v1 and migrated it
     s.close()
     fresh = tmp_path / "fresh.duckdb"
     Store(fresh).close()

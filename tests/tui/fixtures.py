@@ -3,7 +3,7 @@
 It follows the shapes ``sparkql run`` writes (sparkql/store/schema.py): a base
 model and a GRPO series of five checkpoints (steps 100..500) of a 6-layer,
 4-head model, a circuit on ``aime24`` for each (nodes and every edge of the
-DESIGN.md 4.1 graph), the emergent set per checkpoint, the cohort tables
+docs/eap_ig.md graph), the emergent set per checkpoint, the cohort tables
 derived from those sets exactly as the method defines them, a reward curve,
 and an intact eval beside an ablation variant with samples and metrics.
 
@@ -68,7 +68,7 @@ def head_score(layer: int, head: int, step: int | None) -> float:
 
 
 def graph_edges(n_layers: int, n_heads: int) -> list[tuple[str, str]]:
-    """Every edge of the DESIGN.md 4.1 graph (sources upstream of destinations)."""
+    """Every edge of the docs/eap_ig.md graph (sources upstream of destinations)."""
     edges = []
     for l in range(n_layers):
         upstream = ["input"] + [f"a{j}.h{h}" for j in range(l) for h in range(n_heads)] + [f"m{j}" for j in range(l)]
@@ -231,7 +231,7 @@ def _fill(con: duckdb.DuckDBPyConnection) -> None:
             for r, (l, h) in enumerate(emergent)
         ])
 
-    # Cohorts (DESIGN.md 1.3), computed by the store's reference implementation.
+    # Cohorts (docs/store.md, cohorts), computed by the store's reference implementation.
     keys.append((COHORT_KEY, "cohort"))
     ckpts, heads, members = _series_rows()
     _insert(con, "cohort_checkpoints", ckpts)
@@ -276,7 +276,7 @@ def _fill(con: duckdb.DuckDBPyConnection) -> None:
         n = 4
         metric_rows = []
         for k in (1, 4):
-            # pass@k per DESIGN.md 5: mean over problems of 1 - C(n-c,k)/C(n,k).
+            # pass@k per docs/evaluation.md: mean over problems of 1 - C(n-c,k)/C(n,k).
             vals = [1 - comb(n - c, k) / comb(n, k) for c in correct.values()]
             metric_rows.append({"eval_id": eid, "metric": "pass@k", "k": k, "value": round(sum(vals) / len(vals), 6), "stderr": 0.05 + 0.01 * k})
         acc = sum(correct.values()) / (n * len(PROBLEMS))

@@ -6,7 +6,6 @@ import subprocess
 import sys
 import time
 
-import duckdb
 import pytest
 from textual.widgets import DataTable, Static, TabbedContent, Tree
 
@@ -104,6 +103,7 @@ async def test_color_modes_and_checkpoint_stepping(fixture_store):
 
 
 async def test_sql_query_and_errors(fixture_store):
+    before = fixture_store.read_bytes()
     app = make_app(fixture_store)
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
@@ -123,12 +123,16 @@ async def test_sql_query_and_errors(fixture_store):
         await pilot.press("enter")
         await settle(pilot)
         status = app.query_one("#sql-status", Static)
-        assert status.has_class("error") and "read-only" in text_of(status)
+        assert status.has_class("error") and "read-only: DELETE is not a query" in text_of(status)
+        # So is the statement that replaced the whole store with a 4-byte file (issue 14).
+        box.value = f"COPY (SELECT 1) TO '{fixture_store.resolve()}' (FORMAT csv)"
+        await pilot.press("enter")
+        await settle(pilot)
+        assert status.has_class("error") and "read-only: COPY is not a query" in text_of(status)
         # Escape leaves the box, so the tab keys work again.
         await pilot.press("escape", "1")
         assert app.query_one(TabbedContent).active == "runs"
-    with duckdb.connect(str(fixture_store), read_only=True) as con:
-        assert con.execute("SELECT count(*) FROM circuits").fetchone()[0] == 6
+    assert fixture_store.read_bytes() == before
 
 
 async def test_evals_samples_and_diff(fixture_store):
@@ -237,7 +241,7 @@ def test_cli_help_lists_tui():
 
 def test_layering_textual_and_torch(fixture_store):
     # The command module imports nothing heavy until it runs; the TUI's whole data path,
-    # the diff through sparkql.runtime.qualitative included, never imports torch.
+    # the diff through sparkql.runtime.grading.qualitative included, never imports torch.
     code = (
         "import sys, sparkql.cli.cmd_tui\n"
         "assert 'textual' not in sys.modules, 'textual at import time'\n"

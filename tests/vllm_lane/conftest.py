@@ -8,7 +8,7 @@ import pytest
 
 
 def make_model(d, seed: int):
-    from sparkql.runtime.tiny import make_tiny_model
+    from sparkql.runtime.models.tiny import make_tiny_model
 
     return make_tiny_model(d, "qwen2", hidden=128, n_heads=4, n_kv_heads=2, intermediate=256, seed=seed)
 
@@ -28,6 +28,6 @@ def vllm_qwen2_b(tiny_models_dir):
 @pytest.fixture(scope="session", autouse=True)
 def _release_engines_at_the_end():
     yield
-    from sparkql.runtime import vllm_backend as V
+    from sparkql.runtime.generation import vllm_backend as V
 
     V.release_engines()

@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from sparkql.plan.steps import SamplingParams
-from sparkql.runtime import vllm_backend as V
-from sparkql.runtime.generation import GenRequest, generate_transformers, sample_seed
-from sparkql.runtime.interventions import HeadEditor, Variant
-from sparkql.runtime.models import load_model
-from sparkql.runtime.prompting import render_prompt
+from sparkql.runtime.generation import vllm_backend as V
+from sparkql.runtime.generation.transformers_backend import GenRequest, generate_transformers, sample_seed
+from sparkql.runtime.models.interventions import HeadEditor, Variant
+from sparkql.runtime.models.loading import load_model
+from sparkql.runtime.generation.prompting import render_prompt
 
 from .worker_probes import o_proj_outputs
 

@@ -16,10 +16,10 @@ import pytest
 
 from sparkql.errors import SparkError
 from sparkql.plan.compile import compile_text
-from sparkql.runtime import vllm_backend as V
-from sparkql.runtime.executor import execute
-from sparkql.runtime.interventions import Variant
-from sparkql.runtime.models import load_model
+from sparkql.runtime.generation import vllm_backend as V
+from sparkql.runtime.execution.executor import execute
+from sparkql.runtime.models.interventions import Variant
+from sparkql.runtime.models.loading import load_model
 
 from . import worker_probes
 
@@ -130,7 +130,7 @@ eval pass@k on probs with n = 1, temperature = 0, max_tokens = 24
 '''
     # premise: the edit changes the transformers backend's greedy continuations from the start
     lm = load_model(vllm_qwen2, dtype="fp32", device="cpu")
-    from sparkql.runtime.generate_step import _requests  # the eval's own prompts
+    from sparkql.runtime.steps.generate import _requests  # the eval's own prompts
 
     plan = compile_text(text)
     gen = next(s for s in plan.steps if s.kind == "generate")

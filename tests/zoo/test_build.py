@@ -31,7 +31,7 @@ def test_every_layout_path_is_a_loadable_qwen2(tiny_zoo):
 
 
 def test_ensure_zoo_returns_the_built_directory(tiny_zoo):
-    from sparkql.runtime.models import load_model
+    from sparkql.runtime.models.loading import load_model
 
     step = zoo.layout()["grpo"][-1]
     lm = load_model(f"zoo:grpo/checkpoint-{step}", dtype="fp32", device="cpu")

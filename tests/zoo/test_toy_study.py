@@ -1,5 +1,5 @@
 """End to end: a reduced toy study through ``sparkql run`` on the tiny zoo fills every
-table of DESIGN.md 6 with the rows it should (studies/toy.spark at test scale)."""
+table of docs/store.md with the rows it should (studies/toy.spark at test scale)."""
 
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ def test_reduced_toy_study_fills_the_store(tiny_zoo, tmp_path):
         [("base", None)] + [("sft", s) for s in lay["sft"]] + [("grpo", s) for s in lay["grpo"]])
     assert {(a, k) for _, _, a, k in models} == {("Qwen2ForCausalLM", zoo.model_shape()["n_kv_heads"])}
 
-    # one circuit per model, every edge of the graph scored (DESIGN.md 4.1): counted here from the
+    # one circuit per model, every edge of the graph scored (docs/eap_ig.md): counted here from the
     # shape, every upstream node (embedding, earlier heads and MLPs) into each head's q, k and v,
     # into each MLP (plus its own layer's heads) and into the logits
     assert q("SELECT count(*), min(n_examples), max(n_examples) FROM circuits") == [(n_models, 4, 4)]

@@ -1,0 +1,147 @@
+"""Loading models from local Hugging Face directories, once per run.
+
+Never downloads: ``local_files_only`` is always set, and ``trust_remote_code``
+stays off unless the study sets it. Attention is ``eager`` so that gradient
+passes see every attention op (sdpa hides them from hooks in some versions).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sparkql.errors import SparkError
+from sparkql.plan.steps import ModelRef, ModelShape
+from sparkql.runtime.models.adapters import Adapter, adapter_for_config
+from sparkql.runtime.models.config import model_shape, read_config
+
+DTYPES = {"fp64": torch.float64, "fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise SparkError("set device = cuda, but no CUDA device is available", hint="use `set device = auto` or `cpu`")
+    return torch.device(device)
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    if dtype == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    return DTYPES[dtype]
+
+
+def local_dir(path: str) -> Path:
+    """The directory of a model path; ``zoo:`` paths are built on demand."""
+    if path.startswith("zoo:"):
+        from sparkql.runtime.zoo import ensure_zoo  # heavy, only when a zoo model is named
+
+        return Path(ensure_zoo(path))
+    p = Path(path)
+    if not (p / "config.json").is_file() and not (p / "adapter_config.json").is_file():
+        raise SparkError(f"model directory {path} has no config.json",
+                         hint="point `model NAME = \"...\"` at a local Hugging Face model directory (or a PEFT adapter checkpoint)")
+    return p
+
+
+@dataclass
+class LoadedModel:
+    ref: ModelRef | None
+    path: Path
+    model: Any
+    """A transformers *ForCausalLM in eval mode."""
+    tokenizer: Any
+    adapter: Adapter
+    config: dict
+    device: torch.device
+    dtype: torch.dtype
+
+    @cached_property
+    def shape(self) -> ModelShape:
+        return model_shape(self.config, where=str(self.path))
+
+    @property
+    def n_layers(self) -> int:
+        return self.shape.n_layers
+
+    @property
+    def n_heads(self) -> int:
+        return self.shape.n_heads
+
+    @property
+    def n_kv_heads(self) -> int:
+        return self.shape.n_kv_heads
+
+    @property
+    def head_dim(self) -> int:
+        return self.shape.head_dim
+
+    def module(self, part: str, layer: int | None = None) -> torch.nn.Module:
+        return self.model.get_submodule(self.adapter.path(part, layer))
+
+
+def load_model(path: str | Path, dtype: str = "auto", device: str = "auto", ref: ModelRef | None = None,
+               trust_remote_code: bool = False, base: str | None = None) -> LoadedModel:
+    """Load a model directory; a PEFT adapter checkpoint (``base`` given, or ``path`` holding
+    adapter_config.json and no config.json) is loaded as the adapter merged into its base."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    d = local_dir(str(path))
+    if base is None and not (d / "config.json").is_file():
+        from sparkql.runtime.models.lora import base_from_adapter_config
+
+        base = base_from_adapter_config(d)
+    weights = local_dir(base) if base is not None else d
+    config = read_config(weights)
+    adapter = adapter_for_config(config, where=str(weights))
+    dev = resolve_device(device)
+    dt = resolve_dtype(dtype, dev)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            weights, dtype=dt, attn_implementation="eager", local_files_only=True, trust_remote_code=trust_remote_code
+        )
+        if base is not None:
+            from sparkql.runtime.models.lora import merge_adapter
+
+            model = merge_adapter(model, d)
+    except torch.OutOfMemoryError as e:  # pragma: no cover - GPU only
+        raise SparkError(f"out of memory loading {d}", hint="use a smaller dtype (`set dtype = bf16`) or `set device = cpu`") from e
+    model.to(dev)
+    model.eval()
+    if base is not None:
+        from sparkql.runtime.models.lora import tokenizer_dir
+
+        tok_dir = tokenizer_dir(d, weights)
+    else:
+        tok_dir = d
+    tokenizer = AutoTokenizer.from_pretrained(tok_dir, local_files_only=True, trust_remote_code=trust_remote_code)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return LoadedModel(ref=ref, path=d, model=model, tokenizer=tokenizer, adapter=adapter, config=config, device=dev, dtype=dt)
+
+
+class ModelCache:
+    """Loads each (model, dtype, device) once per run; the executor releases models no later step needs."""
+
+    def __init__(self) -> None:
+        self._cache: dict[tuple[str, str, str], LoadedModel] = {}
+
+    def get(self, ref: ModelRef, dtype: str = "auto", device: str = "auto") -> LoadedModel:
+        k = (ref.model_id, dtype, device)
+        if k not in self._cache:
+            self._cache[k] = load_model(ref.path, dtype, device, ref=ref, base=ref.base)
+        return self._cache[k]
+
+    def release(self, model_id: str) -> None:
+        for k in [k for k in self._cache if k[0] == model_id]:
+            del self._cache[k]
+        if torch.cuda.is_available():  # pragma: no cover - GPU only
+            torch.cuda.empty_cache()
+
+    def loaded(self) -> list[str]:
+        return sorted({k[0] for k in self._cache})
