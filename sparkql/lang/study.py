@@ -107,3 +107,5 @@ class Study(R):
     datasets: dict[str, DatasetRef]
     statements: list[Resolved]
     backend: str = "auto"
+    warnings: list[str] = Field(default_factory=list)
+    """Things the user should know that are not mistakes (printed by check, plan and run)."""

@@ -64,6 +64,8 @@ class ModelShape(Frozen):
     n_kv_heads: int
     head_dim: int
     hidden_size: int
+    context_length: int | None = None
+    """Positions the model attends over (``max_position_embeddings``), when config.json says."""
 
 
 class DatasetRef(Frozen):
@@ -297,6 +299,9 @@ class Plan(Frozen):
     """Generation backend the study asks for (``auto``, ``transformers`` or ``vllm``). Which one
     runs is decided at run time, per generate step, by
     ``sparkql.runtime.generation.backend.choose_backend`` (``sparkql plan`` shows its choice)."""
+    warnings: list[str] = Field(default_factory=list, exclude=True)
+    """What the compiler let through but the user should know (rows a dataset drops with
+    ``bad_rows = skip``); printed by check, plan and run. Not part of the plan's JSON."""
 
     def by_key(self) -> dict[str, Step]:
         return {s.key: s for s in self.steps}

@@ -37,6 +37,7 @@ MODELS = {
     "models/Qwen3-8B": QWEN3_8B,
     "models/llama-tiny": LLAMA_TINY,
     "models/gpt2": GPT2,
+    "models/llama-ctx512": {**LLAMA_TINY, "max_position_embeddings": 512},
     **{f"runs/grpo-math220k/checkpoint-{s}": QWEN25_15B for s in (100, 200, 300, 2500)},
     **{f"runs/sft-math220k/checkpoint-{s}": QWEN25_15B for s in (500, 1000, 1500)},
 }

@@ -83,6 +83,25 @@ BAD: dict[str, str] = {
     "mismatched_checkpoints": M + "circuit aime24 on ckpt[0:2] diff base as a\ncircuit aime24 on ckpt[1:3] diff base as b\nheads c = a & b\n",
     "cohort_of_plain_set": M + "circuit aime24 on ckpt[*] as plain\ncohort plain\n",
     "duplicate_variant": M + "circuit aime24 on ckpt[*] diff base\nablate emergent top 3\nablate emergent top 3\n",
+    # numbers check used to accept and a run overflowed on (issue 14): every bound is in the message
+    "seed_beyond_int64": M + "eval pass@k on aime24 with seed = 100000000000000000000000000\n",
+    "seed_beyond_uint32": M + "set seed = 4294967296\n",
+    "ig_steps_beyond_bound": M + "circuit aime24 on base using eap_ig(steps = 1000000) as h\n",
+    "max_tokens_beyond_bound": M + "eval pass@k on aime24 with max_tokens = 1000000000000\n",
+    "max_tokens_beyond_context": 'model small = "models/llama-ctx512"\neval pass@k on aime24 with max_tokens = 1024\n',
+    "set_max_tokens_beyond_context": 'model small = "models/llama-ctx512"\nset max_tokens = 600\neval pass@k on aime24\n',
+    "circuit_max_tokens_beyond_context": 'model small = "models/llama-ctx512"\n'
+                                         "circuit aime24 on small using eap_ig(max_tokens = 513) as h\n",
+    "scale_factor_infinite": M + "circuit aime24 on ckpt[*] diff base\nscale emergent by 1e400 on base\n",
+    "scale_factor_beyond_bound": M + "circuit aime24 on ckpt[*] diff base\nscale emergent by -1e7 on base\n",
+    "head_index_beyond_int32": M + "scale heads L99999999999H1 by 0.5 on base\n",
+    "memory_beyond_bound": M + 'set memory = "99999999TiB"\n',
+    "circuit_named_like_a_model": M + "circuit aime24 on base as base\n",
+    # several independent mistakes: every one is reported, each with its caret; a name whose
+    # declaration failed is not reported again where it is used
+    "several_syntax_errors": M + "modle x = \"y\"\ncircuit aime24 on base as h\neval pass@k on $\nscale h by on base\n",
+    "several_name_errors": M + 'model gone = "models/nope"\ncircuit aime24 on gone as g\ncircuit aime42 on base as h\n'
+                           "ablate g top 2\neval pass@k on aime24 for bsae\n",
 }
 
 
