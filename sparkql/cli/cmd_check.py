@@ -6,7 +6,7 @@ import json
 
 import click
 
-from sparkql.cli.common import generation_backends, print_error
+from sparkql.cli.common import generation_backends, print_error, print_warnings
 from sparkql.errors import SparkError, SparkErrors
 
 
@@ -37,8 +37,7 @@ def check(files: tuple[str, ...], as_json: bool) -> None:
                 print_error(e)
             continue
         if not as_json:
-            for w in plan.warnings:
-                click.echo(f"{f}: warning: {w}", err=True)
+            print_warnings(plan, f)
         kinds: dict[str, int] = {}
         for s in plan.steps:
             kinds[s.kind] = kinds.get(s.kind, 0) + 1

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from sparkql.cli.common import console, db_option, generation_backends
+from sparkql.cli.common import console, db_option, generation_backends, print_warnings
 
 
 def _cached_keys(db: str) -> set[str] | None:
@@ -37,6 +37,7 @@ def plan(file: str, as_json: bool, db: str) -> None:
     from sparkql.plan.compile import compile_file
 
     p = compile_file(file)
+    print_warnings(p, file)
     cached = _cached_keys(db)
     choices = generation_backends(p)
     if as_json:

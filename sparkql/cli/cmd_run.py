@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from sparkql.cli.common import console, db_option
+from sparkql.cli.common import console, db_option, print_warnings
 
 
 def _print_plan(summary) -> None:
@@ -73,6 +73,7 @@ def run(ctx: click.Context, file: str, db: str, dry_run: bool, device, backend, 
     from sparkql.runtime.execution.executor import execute
 
     plan = compile_file(file)
+    print_warnings(plan, file)
     overrides = {"device": device, "backend": backend, "memory": memory, "batch_size": batch_size}
     debug = bool((ctx.obj or {}).get("debug"))
     # Ctrl-C: the executor stops cleanly and re-raises; the CLI shell prints "interrupted", exit 130.

@@ -46,6 +46,12 @@ def print_error(err: SparkError) -> None:
     click.echo(err.render(), err=True)
 
 
+def print_warnings(plan, file: str) -> None:
+    """What the compiler let through but the user should know (stderr, so piped output stays clean)."""
+    for w in plan.warnings:
+        click.echo(f"{file}: warning: {w}", err=True)
+
+
 def run_cli(group: click.Group, argv: list[str] | None) -> int:
     """Run the click group; SparkError -> rendered message and exit code 2, never a traceback."""
     args = list(sys.argv[1:] if argv is None else argv)

@@ -95,6 +95,9 @@ MODEL_OPTIONS = {o.name: o for o in [DTYPE, GLOBAL_OPTIONS["trust_remote_code"]]
 DATASET_OPTIONS = {o.name: o for o in [
     _o("grader", "enum", "How answers are graded.", ["math", "gsm8k", "triviaqa", "gpqa", "exact"]),
     _o("format", "enum", "File format (default: from the extension).", ["jsonl", "json", "csv", "parquet"]),
+    _o("bad_rows", "enum", "Rows whose mapped fields are missing, null or of the wrong type: `error` (the default: "
+       "refuse the dataset, naming the row and field) or `skip` (drop them; check says how many).",
+       ["error", "skip"], default="error"),
 ]}
 CIRCUIT_WITH = {**CIRCUIT_OPTIONS, **{o.name: o for o in [DTYPE, DEVICE, SEED, MEMORY, BATCH, SYSTEM, THINK]}}
 EVAL_WITH = {**EVAL_OPTIONS, **{o.name: o for o in [DTYPE, DEVICE, SEED, BACKEND, BATCH, SYSTEM, THINK]}}

@@ -204,22 +204,43 @@ class Resolver:
             if rb.role.name in roles:
                 raise SparkError(f"role `{rb.role.name}` is mapped twice", span=rb.role.span)
             roles[rb.role.name] = rb.field.value
-        first = _first_row(path, fmt)
-        if first is not None:
-            for rb in s.roles:
-                if rb.field.value not in first:
-                    raise SparkError(f'{path.name} has no field "{rb.field.value}"', span=rb.field.span,
-                                     hint=known_names_hint(rb.field.value, first, "fields"))
-            for role in O.ROLES:  # unmapped roles default to fields of the same name
-                if role not in roles and role in first:
-                    roles[role] = role
-            if "problem" not in roles and "question" in first:
-                roles["problem"] = "question"
+        from sparkql.runtime.datasets import read_located, survey
+
+        try:
+            located = read_located(path, fmt)
+        except SparkError as e:
+            e.span = s.path.span
+            raise
+        if not located:
+            raise SparkError(f"dataset file {path.name} has no rows", span=s.path.span,
+                             hint="an empty file: check the path, or that the export finished")
+        first = located[0][1]
+        for rb in s.roles:
+            if rb.field.value not in first:
+                raise SparkError(f'{path.name} has no field "{rb.field.value}"', span=rb.field.span,
+                                 hint=known_names_hint(rb.field.value, first, "fields"))
+        for role in O.ROLES:  # unmapped roles default to fields of the same name
+            if role not in roles and role in first:
+                roles[role] = role
+        if "problem" not in roles and "question" in first:
+            roles["problem"] = "question"
         grader = opts.get("grader") or ("gpqa" if name == "gpqa" else "math")
         ref = DatasetRef(name=name, path=str(path), format=fmt, roles=roles, builtin=False, grader=grader,
-                         fingerprint=dataset_fingerprint(path))
+                         fingerprint=dataset_fingerprint(path), bad_rows=opts.get("bad_rows", "error"))
+        try:
+            found = survey(ref, located)
+        except SparkError as e:
+            e.span = s.path.span
+            raise
+        if found.dropped:
+            shown = "; ".join(found.dropped[:3]) + ("; ..." if len(found.dropped) > 3 else "")
+            if not found.n_rows:
+                raise SparkError(f"dataset `{name}`: every row of {path.name} is dropped by bad_rows = skip ({shown})",
+                                 span=s.path.span, hint="fix the file or the role mapping")
+            self.warnings.append(f"dataset `{name}`: {len(found.dropped)} of {len(located)} rows of {path.name} "
+                                 f"dropped (bad_rows = skip): {shown}")
         self.env.datasets[name] = ref
-        self.env.dataset_rows[name] = _count_rows(path, fmt)
+        self.env.dataset_rows[name] = found.n_rows
 
     def dataset(self, ident: A.Ident) -> DatasetRef:
         name = ident.name
@@ -590,28 +611,6 @@ class Resolver:
 
 class _Skipped(Exception):
     """A statement that refers to a name whose declaration failed."""
-
-
-def _first_row(path: Path, fmt: str) -> dict | None:
-    """The first record of a JSONL or CSV file (cheap), to check role fields at compile time."""
-    import json
-
-    try:
-        if fmt == "jsonl":
-            with path.open(encoding="utf-8") as f:
-                for line in f:
-                    if line.strip():
-                        row = json.loads(line)
-                        return row if isinstance(row, dict) else None
-        if fmt == "csv":
-            import csv
-
-            with path.open(encoding="utf-8", newline="") as f:
-                header = next(csv.reader(f), None)
-                return {h: None for h in header} if header else None
-    except (OSError, ValueError):
-        return None
-    return None
 
 
 def _count_rows(path: Path, fmt: str) -> int:

@@ -83,6 +83,9 @@ class DatasetRef(Frozen):
     """How completions are graded."""
     fingerprint: str
     """sha256 of the file's bytes (datasets are small) so an edited file is recomputed."""
+    bad_rows: Literal["error", "skip"] = Field("error", exclude_if=lambda v: v == "error")
+    """Rows with a mapped field missing, null or of the wrong type: refused (``error``) or dropped
+    (``skip``). Left out of the JSON (and so of every step key) at its default."""
 
 
 class CircuitParams(Frozen):

@@ -97,6 +97,19 @@ BAD: dict[str, str] = {
     "head_index_beyond_int32": M + "scale heads L99999999999H1 by 0.5 on base\n",
     "memory_beyond_bound": M + 'set memory = "99999999TiB"\n',
     "circuit_named_like_a_model": M + "circuit aime24 on base as base\n",
+    # data a careless export produces: refused with the file, the row and the field
+    "dataset_null_field": M + 'dataset d = "data/null_problem.jsonl"\n',
+    "dataset_list_field": M + 'dataset d = "data/list_problem.jsonl"\n',
+    "dataset_bool_answer": M + 'dataset d = "data/bool_answer.jsonl"\n',
+    "dataset_missing_field_later": M + 'dataset d = "data/missing_answer.jsonl"\n',
+    "dataset_binary_field": M + 'dataset d = "data/binary.parquet"\n',
+    "dataset_jsonl_in_json": M + 'dataset d = "data/lines.json"\n',
+    "dataset_line_not_object": M + 'dataset d = "data/list_line.jsonl"\n',
+    "dataset_empty": M + 'dataset d = "data/empty.jsonl"\neval pass@k on d\n',
+    "dataset_all_rows_dropped": M + 'dataset d = "data/binary.parquet" with bad_rows = skip\n',
+    "dataset_is_a_directory": M + 'dataset d = "data"\n',
+    "dataset_is_a_device": M + 'dataset d = "/dev/null"\n',
+    "model_is_a_file": 'model m = "data/problems.jsonl"\n',
     # several independent mistakes: every one is reported, each with its caret; a name whose
     # declaration failed is not reported again where it is used
     "several_syntax_errors": M + "modle x = \"y\"\ncircuit aime24 on base as h\neval pass@k on $\nscale h by on base\n",
