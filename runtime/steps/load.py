@@ -12,6 +12,7 @@ from sparkql.plan.steps import LoadModelSpec, Step
 from sparkql.runtime.execution.context import RunContext, StepOutput
 from sparkql.runtime.models.adapters import adapter_for_config
 from sparkql.runtime.models.config import model_shape, read_config
+from sparkql.runtime.models.weights import check_weight_files
 
 
 def _local_dir(path: str):
@@ -32,6 +33,7 @@ def run_load_model(step: Step, ctx: RunContext) -> StepOutput:
     cfg = read_config(d)
     adapter = adapter_for_config(cfg, where=str(d))
     shape = model_shape(cfg, where=str(d))
+    check_weight_files(d)  # a truncated copy fails here, before any step computes with it
     row = {
         "model_id": ref.model_id,
         "name": ref.name,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from sparkql.cli.common import console, db_option
+from sparkql.cli.common import console, db_option, writing
 
 
 @click.command("figures")
@@ -24,7 +24,8 @@ def figures(db: str, out: str, only: tuple[str, ...], formats: tuple[str, ...]) 
     con = open_db(db)
     try:
         require_current_schema(con, db)
-        results = draw_all(con, out, list(only) or None, tuple(formats) or ("png", "svg"))
+        with writing(out):
+            results = draw_all(con, out, list(only) or None, tuple(formats) or ("png", "svg"))
     finally:
         con.close()
     for r in results:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
-from sparkql.cli.common import console, db_option, print_warnings
+from sparkql.cli.common import PipeSafeStdout, console, db_option, print_warnings
 
 
 def _print_plan(summary) -> None:
@@ -69,6 +71,15 @@ def run(ctx: click.Context, file: str, db: str, dry_run: bool, device, backend, 
     A run killed at any point resumes where it stopped when rerun. One run per
     store at a time; `sparkql sql` and the TUI can read the store meanwhile.
     """
+    real_stdout = sys.stdout
+    sys.stdout = PipeSafeStdout(real_stdout)
+    try:
+        _run(ctx, file, db, dry_run, device, backend, memory, batch_size, partial, quiet, log_file)
+    finally:
+        sys.stdout = real_stdout
+
+
+def _run(ctx, file, db, dry_run, device, backend, memory, batch_size, partial, quiet, log_file) -> None:
     from sparkql.plan.compile import compile_file, read_study
     from sparkql.runtime.execution.executor import execute
 

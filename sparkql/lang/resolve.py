@@ -93,13 +93,14 @@ class Resolver:
         found = find_models(s.path.value, s.path.span, self.env.study_dir)
         series = any(ch in s.path.value for ch in "*?[") or (s.path.value.startswith("zoo:") and len(found) > 1) \
             or (s.path.value.startswith("zoo:") and "/" in s.path.value)
+        trust = opts.get("trust_remote_code", self.env.settings.get("trust_remote_code", False))
         refs = []
         for i, f in enumerate(found):
             label = f"{name}[step={f.step}]" if series and f.step is not None else (f"{name}[{i}]" if series else name)
             refs.append(ModelRef(
                 name=name, label=label, path=f.path, step=f.step if series else None,
                 index=i if series else None, series_len=len(found) if series else None,
-                fingerprint=f.fingerprint, model_id=_model_id(f.path, f.fingerprint),
+                fingerprint=f.fingerprint, model_id=_model_id(f.path, f.fingerprint), trust_remote_code=trust,
             ))
         config = found[0].config
         shape = None
@@ -118,7 +119,7 @@ class Resolver:
             shape = ModelShape(**zoo.model_shape())
         self.env.models[name] = ModelDecl(
             name=name, written=s.path.value, series=series, refs=refs, shape=shape, dtype=opts.get("dtype"),
-            trust_remote_code=opts.get("trust_remote_code", False), span=s.span,
+            trust_remote_code=trust, span=s.span,
         )
 
     def _no_duplicate(self, name: str, span: Span | None) -> None:

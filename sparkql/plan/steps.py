@@ -53,6 +53,10 @@ class ModelRef(Frozen):
     """Identifies the weights (config hash and weight files' sizes; zoo recipe hash)."""
     model_id: str
     """Stable id used in the store: sha256 of path and fingerprint, 16 hex chars."""
+    trust_remote_code: bool = Field(False, exclude_if=lambda v: not v)
+    """Whether the loader may run Python code from the model directory (`trust_remote_code = on`).
+    Part of the key only when on (the model's own code may compute other results); left out of
+    the JSON at the default, so keys of studies that never set it do not change."""
 
 
 class ModelShape(Frozen):

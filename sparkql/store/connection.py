@@ -63,14 +63,28 @@ def _is_lock_error(e: Exception) -> bool:
     return "could not set lock" in msg or "conflicting lock" in msg or "resource temporarily unavailable" in msg
 
 
+def _process(pid: str) -> str:
+    """`process 123 (sparkql sql ...)`: the pid and, where /proc tells, its command line."""
+    try:
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        cmd = ""
+    return f"process {pid}" + (f" ({cmd[:80]})" if cmd else "")
+
+
 def _busy_error(db: Path, e: Exception, waited: float, read_only: bool) -> StoreBusy:
-    if is_held(db):
+    # A reader meets the writer, which holds the run lock: name that run. The writer holds the run
+    # lock too, so for it the lock file names its own run: the one in its way is the reader DuckDB
+    # names ("Conflicting lock is held in ... (PID n)").
+    msg = str(e)
+    i = msg.find("(PID ")
+    pid = msg[i + 5 : msg.find(")", i)].strip() if i >= 0 else None
+    if read_only and is_held(db):
         who = describe_holder(read_holder(db))
+    elif pid and pid != str(os.getpid()):
+        who = _process(pid)
     else:
-        # DuckDB's message names the conflicting process: "Conflicting lock is held in ... (PID n)"
-        msg = str(e)
-        i = msg.find("(PID")
-        who = "process " + msg[i + 1 : msg.find(")", i)] if i >= 0 else "another process"
+        who = "another process"
     action = "read" if read_only else "write"
     return StoreBusy(
         f"could not {action} the results store {db}: it stayed locked by {who} for {waited:.0f} s",
@@ -92,6 +106,9 @@ def open_db(db: str | os.PathLike, read_only: bool = True, timeout: float | None
     db = Path(db)
     if timeout is None:
         timeout = READ_TIMEOUT_S if read_only else WRITE_TIMEOUT_S
+    if str(db) in ("", ".") or str(db).startswith(":memory:"):
+        raise StoreUnavailable(f"--db {str(db)!r} is not a file: results go to a DuckDB file on disk",
+                               hint="give a path, e.g. --db results.duckdb", file=str(db))
     if read_only and not db.is_file():
         what = "is a directory, not a results store" if db.is_dir() else "does not exist" if not db.exists() else "is not a regular file"
         raise StoreUnavailable(
@@ -107,22 +124,24 @@ def open_db(db: str | os.PathLike, read_only: bool = True, timeout: float | None
         except (duckdb.IOException, duckdb.ConnectionException) as e:
             if not _is_lock_error(e):
                 raise StoreUnavailable(f"cannot open the results store {db}: {e}", file=str(db),
-                                       hint=_open_hint(e)) from None
+                                       hint=_open_hint(e, db)) from None
             waited = time.monotonic() - start
             if waited >= timeout:
                 raise _busy_error(db, e, waited, read_only) from None
             time.sleep(min(delay, max(timeout - waited, 0.0)) * (1 + 0.25 * random.random()))
             delay = min(delay * 2, 0.2)
         except duckdb.Error as e:
-            raise StoreUnavailable(f"cannot open the results store {db}: {e}", hint="is it a DuckDB file?",
+            raise StoreUnavailable(f"cannot open the results store {db}: {e}", hint=_open_hint(e, db),
                                    file=str(db)) from None
 
 
-def _open_hint(e: Exception) -> str | None:
+def _open_hint(e: Exception, db: Path) -> str | None:
     if "different configuration" in str(e):
         return ("this process already has the store open another way (a plain duckdb.connect, or a writer): "
                 "close that connection first")
-    return "is it a DuckDB file?"
+    if db.is_dir():
+        return "--db names a directory; give a file path, e.g. --db results.duckdb"
+    return "--db must be a DuckDB file written by `sparkql run`, or a path where none exists yet"
 
 
 def upgrade_hint(db: str | os.PathLike) -> str:
