@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from sparkql.cli.common import console, db_option, writing
@@ -24,7 +26,8 @@ def figures(db: str, out: str, only: tuple[str, ...], formats: tuple[str, ...]) 
     con = open_db(db)
     try:
         require_current_schema(con, db)
-        with writing(out):
+        with writing(out):  # also when there is nothing to draw: an unwritable --out is said now
+            Path(out).mkdir(parents=True, exist_ok=True)
             results = draw_all(con, out, list(only) or None, tuple(formats) or ("png", "svg"))
     finally:
         con.close()

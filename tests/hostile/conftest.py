@@ -42,7 +42,7 @@ def cli_process(*args: str, env: dict | None = None, prefix: list[str] | None = 
     """`sparkql ARGS` as its own process."""
     full = {**os.environ, "COLUMNS": "120", "NO_COLOR": "1", "TERM": "dumb", **(env or {})}
     r = subprocess.run([*(prefix or []), sys.executable, "-m", "sparkql.cli.main", *args], capture_output=True,
-                       text=True, env=full, timeout=300, **kw)
+                       text=True, env=full, **{"timeout": 300, **kw})
     return Result(r.returncode, r.stdout, r.stderr)
 
 
