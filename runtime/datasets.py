@@ -37,13 +37,18 @@ def _open_error(p: Path, e: Exception) -> SparkError:
     return SparkError(f"cannot read dataset file {p}: {getattr(e, 'strerror', None) or e}")
 
 
+def _too_deep(p: Path, where: str) -> SparkError:
+    return SparkError(f"{p}: {where} nests JSON lists or objects too deeply to read",
+                      hint="a dataset row holds texts and numbers, not deeply nested structures")
+
+
 def _looks_like_jsonl(text: str) -> bool:
     lines = [ln for ln in text.splitlines() if ln.strip()][:5]
     if len(lines) < 2:
         return False
     try:
         return all(isinstance(json.loads(ln), dict) for ln in lines)
-    except ValueError:
+    except (ValueError, RecursionError):
         return False
 
 
@@ -58,6 +63,8 @@ def _read_jsonl(p: Path) -> list[Located]:
             except json.JSONDecodeError as e:
                 raise SparkError(f"{p}: line {i} is not valid JSON ({e.msg}, column {e.colno})",
                                  hint="one JSON object per line") from None
+            except RecursionError:
+                raise _too_deep(p, f"line {i}") from None
             if not isinstance(rec, dict):
                 raise SparkError(f"{p}: line {i} is a JSON {_kind(rec)}, not an object",
                                  hint='one JSON object per line, like {"problem": "...", "answer": "..."}')
@@ -69,6 +76,8 @@ def _read_json(p: Path) -> list[Located]:
     text = p.read_text(encoding="utf-8-sig")
     try:
         data = json.loads(text)
+    except RecursionError:
+        raise _too_deep(p, "the file") from None
     except json.JSONDecodeError as e:
         if _looks_like_jsonl(text):
             raise SparkError(f"{p} holds JSON Lines (one object per line), not one JSON document",
@@ -155,6 +164,11 @@ def _value_problem(role: str, v) -> str | None:
     if role in ("answer", "id"):
         return None if isinstance(v, str) or _is_number(v) else f"is a {_kind(v)}, not text or a number"
     if role == "choices":
+        if isinstance(v, str) and v.lstrip().startswith("["):  # a JSON list kept as text (CSV exports)
+            try:
+                v = json.loads(v)
+            except (ValueError, RecursionError):
+                return "is text that starts with [ but is not a JSON list"
         if isinstance(v, str):
             return None
         if isinstance(v, (list, tuple)) and all(isinstance(c, str) or _is_number(c) for c in v):
@@ -169,6 +183,9 @@ def record_problem(ref: DatasetRef, rec: dict) -> str | None:
         if fld not in rec:
             return f'has no field "{fld}" (role {role})'
         why = _value_problem(role, rec[fld])
+        if not why and role == "choices" and ref.grader == "gpqa" and isinstance(rec[fld], str) \
+                and not rec[fld].lstrip().startswith("["):
+            why = "is one text, but GPQA's choices are a list (a JSON list of the incorrect options)"
         if why:
             return f'field "{fld}" (role {role}) {why}'
     return None

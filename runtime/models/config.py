@@ -24,6 +24,9 @@ def read_config(model_dir: str | Path) -> dict:
     except FileNotFoundError as e:
         raise SparkError(f"model directory {model_dir} has no config.json",
                          hint='point `model NAME = "..."` at a local Hugging Face model directory') from e
+    except RecursionError:
+        raise SparkError(f"cannot read {f}: it nests JSON too deeply", hint="config.json must be a JSON object "
+                         "(as transformers writes it)") from None
     except (OSError, UnicodeDecodeError, ValueError) as e:
         raise SparkError(f"cannot read {f}: {e}", hint="config.json must be a JSON object (as transformers writes it)") from e
     if not isinstance(config, dict):

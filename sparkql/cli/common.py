@@ -57,6 +57,16 @@ def writing(path: str | os.PathLike, *also: type[BaseException]) -> Iterator[Non
                          hint="choose a place you can write (a writable directory with free space)") from None
 
 
+def require_tables(con, db: str, *tables: str) -> None:
+    """A command that reads sparkql's tables, on a DuckDB file that lacks them: say so (instead of
+    DuckDB's "Table with name evals does not exist")."""
+    have = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main'").fetchall()}
+    missing = [t for t in tables if t not in have]
+    if missing:
+        raise SparkError(f"{db} is not a sparkql results store (it has no {missing[0]} table)", file=db,
+                         hint="point --db at a store written by `sparkql run`")
+
+
 def print_error(err: SparkError) -> None:
     click.echo(err.render(), err=True)
 

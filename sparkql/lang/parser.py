@@ -96,10 +96,10 @@ MAX_INDEX = 2**31 - 1
 
 def _int(tok: Token, limit: int = MAX_INDEX, text: str | None = None) -> int:
     text = str(tok) if text is None else text
-    value = int(text)
-    if abs(value) > limit:
+    # Python refuses to convert more than 4300 digits at all: compare lengths first.
+    if len(text.lstrip("+-").lstrip("0")) > len(str(limit)) or abs(int(text)) > limit:
         raise SparkError(f"the number {_short(text)} is too large (at most {limit})", span=span_of(tok))
-    return value
+    return int(text)
 
 
 def _short(text: str) -> str:

@@ -3,6 +3,7 @@ source line, a caret under the span, a hint) is snapshotted. And the CLI: exit 2
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -153,3 +154,21 @@ def test_cli_missing_file_is_a_spark_error(tmp_path):
     r = subprocess.run([sys.executable, "-m", "sparkql.cli.main", "check", str(tmp_path / "nope.spark")],
                        capture_output=True, text=True)
     assert r.returncode == 2 and "does not exist" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_cli_check_reports_every_independent_error(tmp_path):
+    bad = tmp_path / "bad.spark"
+    bad.write_text('modle x = "y"\nmodel base = "nowhere"\ncircuit aime24 on base as h\neval pass@k on $\n')
+    r = subprocess.run([sys.executable, "-m", "sparkql.cli.main", "check", str(bad)], capture_output=True, text=True)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.count("error:") == 2 and r.stderr.count("^") >= 2 and r.stderr.rstrip().endswith("2 errors")
+    r = subprocess.run([sys.executable, "-m", "sparkql.cli.main", "check", "--json", str(bad)], capture_output=True,
+                       text=True)
+    out = json.loads(r.stdout)
+    assert [(e["span"]["line"], e["span"]["column"]) for e in out["error"]["errors"]] == [(1, 1), (4, 16)]
+    # once the syntax is right, the name errors are all reported; `h` and `base` are not reported again
+    bad.write_text('model base = "nowhere"\ncircuit aime24 on base as h\nablate h top 2\ncircuit aime42 on ckpt as g\n')
+    r = subprocess.run([sys.executable, "-m", "sparkql.cli.main", "check", "--json", str(bad)], capture_output=True,
+                       text=True)
+    errors = json.loads(r.stdout)["error"]["errors"]
+    assert [e["message"] for e in errors] == ['model directory "nowhere" does not exist', "unknown dataset `aime42`"]
