@@ -25,6 +25,7 @@ from typing import Any, Iterator
 
 import duckdb
 
+from sparkql.errors import SparkError
 from sparkql.store.connection import READ_TIMEOUT_S, WRITE_TIMEOUT_S, open_db  # noqa: F401 - re-exported
 from sparkql.store.migrations import ensure_schema
 from sparkql.store.readonly import QueryOnlyConnection

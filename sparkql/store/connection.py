@@ -64,12 +64,12 @@ def _is_lock_error(e: Exception) -> bool:
 
 
 def _process(pid: str) -> str:
-    """`process 123 (sparkql sql ...)`: the pid and, where /proc tells, its command line."""
+    """`process PID 123 (sparkql sql ...)`: the pid and, where /proc tells, its command line."""
     try:
         cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
     except OSError:
         cmd = ""
-    return f"process {pid}" + (f" ({cmd[:80]})" if cmd else "")
+    return f"process PID {pid}" + (f" ({cmd[:80]})" if cmd else "")
 
 
 def _busy_error(db: Path, e: Exception, waited: float, read_only: bool) -> StoreBusy:
@@ -158,11 +158,7 @@ def require_current_schema(con: duckdb.DuckDBPyConnection, db: str | os.PathLike
     from sparkql.store.migrations import current_version
     from sparkql.store.schema import SCHEMA_VERSION
 
-    try:
-        version = current_version(con)
-    except (ValueError, TypeError):
-        raise SparkError(f"{db}: meta.schema_version is not a number", file=str(db),
-                         hint="the file's meta table was edited by hand; restore it or use another --db") from None
+    version = current_version(con, str(db))  # a version that is not a number is a SparkError there
     if version is not None and version < SCHEMA_VERSION:
         raise SparkError(
             f"{db} has schema version {version}; this sparkql reads version {SCHEMA_VERSION}",
