@@ -1,6 +1,7 @@
 # The two commands of the README: `make demo` (run the toy study) and `make test` (run the tests).
 # Both create the virtual environment on first use: torch is pinned to the CPU wheel (2.13.0)
-# through constraints.txt, and vLLM (the optional `vllm` extra) is not installed.
+# through constraints.txt; the `peft` extra (LoRA adapter checkpoints) is installed and tested,
+# vLLM (the optional `vllm` extra, GPU only) is not.
 
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -12,7 +13,7 @@ PYTEST_ARGS ?=
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q -c constraints.txt "torch==2.13.0"
-	$(PY) -m pip install -q -c constraints.txt -e ".[test]"
+	$(PY) -m pip install -q -c constraints.txt -e ".[test,peft]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -32,3 +33,4 @@ bench: $(STAMP)
 	$(PY) benchmarks/eap_ig.py
 	$(PY) benchmarks/generate.py
 	$(PY) benchmarks/tui.py
+	$(PY) benchmarks/grading.py

@@ -46,6 +46,9 @@ class SparkError(Exception):
     hint: str | None = None
     file: str | None = None
     source: str | None = None
+    level: str = "error"
+    """``error``, or ``warning`` for something a study may do but probably did not mean
+    (``sparkql check`` prints warnings and still succeeds)."""
 
     def __post_init__(self) -> None:
         super().__init__(self.message)
@@ -70,7 +73,7 @@ class SparkError(Exception):
     def render(self) -> str:
         # Errors that are not about study text (a busy store, a missing eval) have no location.
         where = f"{self.location()}: " if (self.file or self.span) else ""
-        lines = [f"{where}error: {self.message}"]
+        lines = [f"{where}{self.level}: {self.message}"]
         if self.span is not None and self.source is not None:
             src_lines = self.source.splitlines() or [""]
             idx = self.span.line - 1

@@ -26,6 +26,7 @@ only its object API is used (no pyplot state).
 from __future__ import annotations
 
 import csv
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -158,8 +159,11 @@ def cohort_figure(con, out: Path, formats=("png", "svg")) -> FigureResult:
             pts = [(r["step"], r["reward"]) for r in ck if r["reward"] is not None]
             axr.plot([p[0] for p in pts], [p[1] for p in pts], color="black", marker="o", ls="", label="at checkpoint")
             got = con.execute("SELECT reward_newly_corr FROM cohort_summary WHERE cohort_key = ?", [key]).fetchall()
-            corr = got[0] if got else None
-            r_txt = f"  (r with newly activated = {corr[0]:.2f})" if corr and corr[0] is not None else ""
+            corr = got[0][0] if got else None
+            if corr is not None and not math.isnan(corr):
+                r_txt = f"  (r with newly activated = {corr:.2f})"
+            else:  # fewer than two rewards, or no variation: say so rather than print nan
+                r_txt = "  (r with newly activated: undefined)"
             axr.set_title(f"(B) reward curve{r_txt}")
             axr.set_ylabel(reward_key)
             axr.legend(loc="best", fontsize=7)
@@ -262,6 +266,7 @@ def _eval_lines(con) -> list[dict]:
         SELECT coalesce(m.label, e.model_id) AS model, e.variant, e.dataset, x.metric, x.k, x.value, x.stderr
         FROM metrics x JOIN evals e USING (eval_id) LEFT JOIN models m USING (model_id)
         WHERE x.metric IN ('pass@k', 'success@k') AND x.k IS NOT NULL
+          AND e.regraded_from IS NULL  -- the study's own gradings, not `sparkql regrade --extract` copies
         ORDER BY model, e.variant, e.dataset, x.metric, x.k""")
 
 
@@ -303,7 +308,7 @@ def scores_figure(con, out: Path, formats=("png", "svg")) -> FigureResult:
     res = FigureResult("scores")
     rows = _rows(con, """
         SELECT coalesce(model, model_id) AS model, variant, dataset, metric, k, value, delta
-        FROM scores WHERE metric IN ('pass@k', 'success@k', 'accuracy')
+        FROM scores WHERE metric IN ('pass@k', 'success@k', 'accuracy') AND regraded_from IS NULL
         ORDER BY model, variant = 'intact' DESC, variant, dataset, metric, k""")
     if not rows:
         res.skipped = "no metrics (a study needs `eval` and its aggregate step)"

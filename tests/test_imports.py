@@ -1,4 +1,4 @@
-"""The compiler path never imports torch, transformers, nnsight, vllm or textual (checked in a
+"""The compiler path never imports torch, transformers, nnsight, vllm, peft or textual (checked in a
 fresh interpreter, since this test process has imported them already)."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-HEAVY = ["torch", "transformers", "nnsight", "vllm", "textual"]
+HEAVY = ["torch", "transformers", "nnsight", "vllm", "peft", "textual"]
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -34,5 +34,28 @@ def test_check_plan_fmt_commands_are_light(tmp_path):
         "from sparkql.cli.main import cli\n"
         f"for args in (['check', {str(study)!r}], ['plan', {str(study)!r}, '--db', {str(tmp_path / 'x.duckdb')!r}], ['fmt', {str(study)!r}]):\n"
         "    try:\n        cli.main(args=args, standalone_mode=False)\n    except SystemExit:\n        pass\n"
+    )
+    assert loaded_after(code) == []
+
+
+def test_checking_a_lora_series_is_light(tmp_path):
+    """`check` over PEFT adapter checkpoints reads adapter_config.json and the base's config.json
+    only: peft (and torch) are needed to merge the weights at run time, not to compile."""
+    base = tmp_path / "base"
+    base.mkdir()
+    (base / "config.json").write_text(json.dumps({
+        "architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "hidden_size": 32, "num_hidden_layers": 2,
+        "num_attention_heads": 4, "num_key_value_heads": 2}))
+    (base / "model.safetensors").write_bytes(b"")
+    for s in (10, 20):
+        ck = tmp_path / "runs" / f"checkpoint-{s}"
+        ck.mkdir(parents=True)
+        (ck / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "base_model_name_or_path": str(base)}))
+        (ck / "adapter_model.safetensors").write_bytes(b"")
+    study = tmp_path / "s.spark"
+    study.write_text('model base = "base"\nmodel lora = "runs/checkpoint-*"\ncircuit toy_pairs on lora diff base\n')
+    code = (
+        "from sparkql.cli.main import cli\n"
+        f"cli.main(args=['check', {str(study)!r}], standalone_mode=False)\n"
     )
     assert loaded_after(code) == []

@@ -17,8 +17,8 @@ HEAVY = {"torch", "transformers", "nnsight", "vllm", "textual", "textual_plotext
 # part -> (sparkql modules it may import (prefixes), heavy libraries it may import)
 ALLOWED: dict[str, tuple[set[str], set[str]]] = {
     "sparkql.lang": ({"sparkql.errors", "sparkql.lang", "sparkql.plan.steps", "sparkql.builtins", "sparkql.zoo",
-                      "sparkql.runtime.models.adapters", "sparkql.runtime.models.config", "sparkql.runtime.datasets"},
-                     set()),
+                      "sparkql.runtime.models.adapters", "sparkql.runtime.models.config",
+                      "sparkql.runtime.models.checkpoint", "sparkql.runtime.datasets"}, set()),
     "sparkql.plan": ({"sparkql.errors", "sparkql.lang", "sparkql.plan"}, set()),
     "sparkql.store": ({"sparkql.errors", "sparkql.store"}, set()),
     "sparkql.runtime.datasets": ({"sparkql.errors", "sparkql.plan.steps", "sparkql.builtins"}, set()),

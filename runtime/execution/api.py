@@ -50,6 +50,8 @@ def run(
         text = s
     if console is None:
         console = Console(quiet=quiet, highlight=False)
+    for w in plan.warnings:  # rendered compiler warnings (a series that mixes runs, ...)
+        console.print(w, markup=False)
     overrides: dict[str, Any] = {"device": device, "backend": backend, "memory": memory, "batch_size": batch_size}
     return execute(plan, db, study_text=text, dry_run=dry_run, exec_overrides=overrides, partial=partial,
                    console=console)

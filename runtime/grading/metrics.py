@@ -17,6 +17,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from sparkql.errors import SparkError
+from sparkql.runtime.grading.grader import STATUSES
 
 
 def pass_at_k_exact(n: int, c: int, k: int) -> Fraction:
@@ -52,7 +53,7 @@ def check_complete(table: Mapping[str, Sequence[bool | None]], n: int, what: str
 @dataclass(frozen=True)
 class MetricRow:
     metric: str
-    """pass@k | success@k | accuracy | truncated | no_answer"""
+    """pass@k | success@k | accuracy, or a status share: ok | no_answer | truncated | timeout | error"""
     k: int | None
     value: float
     stderr: float | None
@@ -82,7 +83,8 @@ def compute_metrics(table: Mapping[str, Sequence[bool | None]], n: int, ks: Sequ
                     bootstrap: int = 1000, seed: int = 0, statuses: Mapping[str, Sequence[str]] | None = None,
                     what: str = "eval") -> list[MetricRow]:
     """pass@k and success@k for every k in ``ks`` with k <= n, mean accuracy, and (given the
-    samples' statuses) the share of truncated and unanswered samples. Standard errors: bootstrap
+    samples' statuses) the share of samples with each status (:data:`STATUSES`: ok, no_answer,
+    truncated, timeout, error; the five shares add up to 1). Standard errors: bootstrap
     over problems; all metrics use the same resamples (seeded), so their errors are comparable."""
     check_complete(table, n, what)
     n_problems = len(table)
@@ -99,7 +101,7 @@ def compute_metrics(table: Mapping[str, Sequence[bool | None]], n: int, ks: Sequ
     v = per_problem(table, "accuracy", None, n)  # type: ignore[arg-type]
     out.append(MetricRow("accuracy", None, float(v.mean()), bootstrap_stderr(v, draws)))
     if statuses is not None:
-        for status in ("truncated", "no_answer"):
+        for status in STATUSES:
             v = np.array([sum(s == status for s in list(st)[:n]) / n for st in statuses.values()], dtype=np.float64)
             out.append(MetricRow(status, None, float(v.mean()), bootstrap_stderr(v, draws)))
     return out

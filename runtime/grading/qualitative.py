@@ -26,10 +26,15 @@ class EvalInfo:
     variant: str
     dataset: str
     n: int
+    extract: str = "strict"
+    """The answer-extraction rule of its grades."""
+    regraded_from: str | None = None
+    """For an eval made by ``sparkql regrade --extract``: the eval whose completions it holds."""
 
     @property
     def title(self) -> str:
-        return self.model if self.variant == "intact" else f"{self.model} [{self.variant}]"
+        base = self.model if self.variant == "intact" else f"{self.model} [{self.variant}]"
+        return base if self.extract == "strict" else f"{base} @{self.extract}"
 
 
 @dataclass(frozen=True)
@@ -68,12 +73,17 @@ class EvalDiff:
     metrics_a: dict = field(default_factory=dict)
     """{(metric, k): value} of A's ``metrics`` rows (empty before the eval is aggregated)."""
     metrics_b: dict = field(default_factory=dict)
+    statuses_a: dict = field(default_factory=dict)
+    """{status: count} over A's samples (ok, no_answer, truncated, timeout, error)."""
+    statuses_b: dict = field(default_factory=dict)
 
 
 _EVALS_SQL = (
-    "SELECT e.eval_id, e.model_id, coalesce(m.label, m.name, e.model_id), e.variant, e.dataset, e.n, m.name "
+    "SELECT e.eval_id, e.model_id, coalesce(m.label, m.name, e.model_id), e.variant, e.dataset, e.n, m.name, "
+    "coalesce(e.extract, 'strict'), e.regraded_from "
     "FROM evals e LEFT JOIN models m USING (model_id)"
 )
+EXTRACT_RULES = ("strict", "lenient")
 
 
 def list_evals(query: Query) -> list[tuple]:
@@ -83,21 +93,31 @@ def list_evals(query: Query) -> list[tuple]:
 def resolve(query: Query, ref: str, dataset: str | None = None) -> list[EvalInfo]:
     """The evals a user means by ``ref``: an eval id (or a unique prefix of at least 6
     characters), ``MODEL:VARIANT``, a variant name, or a model's name or label (its intact
-    evals). ``dataset`` narrows the result."""
+    evals). ``dataset`` narrows the result. A name may end in ``@strict`` or ``@lenient`` to
+    pick the grading under that extraction rule (``base@lenient``: what ``sparkql regrade
+    --extract lenient`` wrote); without it a name means the generated evals."""
     rows = list_evals(query)
     if not rows:
         raise SparkError("the results store has no evals yet", hint="run a study with an `eval` statement first")
 
     def info(r) -> EvalInfo:
-        return EvalInfo(r[0], r[1], r[2], r[3], r[4], int(r[5] or 0))
+        return EvalInfo(r[0], r[1], r[2], r[3], r[4], int(r[5] or 0), r[7], r[8])
+
+    rule = None
+    head, sep, tail = ref.rpartition("@")
+    if sep and tail.strip().lower() in EXTRACT_RULES:
+        ref, rule = head.strip(), tail.strip().lower()
 
     def match(pred) -> list[tuple]:
-        return [r for r in rows if pred(r) and (dataset is None or r[4] == dataset)]
+        # a plain name means the generated evals; `@rule` the evals graded under that rule
+        return [r for r in rows if pred(r) and (dataset is None or r[4] == dataset)
+                and (r[7] == rule if rule else r[8] is None)]
 
     low = ref.strip().lower()
-    found = match(lambda r: r[0] == ref)
+    found = [r for r in rows if r[0] == ref and (dataset is None or r[4] == dataset)]
     if not found and len(ref) >= 6:
-        found = match(lambda r: r[0].startswith(ref))
+        found = [r for r in rows if r[0].startswith(ref) and (dataset is None or r[4] == dataset)
+                 and (rule is None or r[7] == rule)]
     if not found and ":" in ref:
         model, variant = (x.strip().lower() for x in ref.split(":", 1))
         found = match(lambda r: model in {str(r[2]).lower(), str(r[6] or "").lower()} and str(r[3]).lower() == variant)
@@ -108,6 +128,10 @@ def resolve(query: Query, ref: str, dataset: str | None = None) -> list[EvalInfo
     if not found:
         names = {str(r[3]) for r in rows} | {str(r[2]) for r in rows}
         where = f" on dataset {dataset}" if dataset else ""
+        if rule is not None and ref.lower() in {n.lower() for n in names} | {str(r[6] or "").lower() for r in rows}:
+            # the name exists; what is missing is its grading under that rule
+            raise SparkError(f"no eval matches {ref!r}{where} graded with extract = {rule}",
+                             hint=f"make one: sparkql regrade --eval '{ref}' --extract {rule}")
         raise SparkError(f"no eval matches {ref!r}{where}",
                          hint=known_names_hint(ref, names, "models and variants") + "; or give an eval id (`sparkql sql \"SELECT * FROM evals\"`)")
     return [info(r) for r in found]
@@ -143,6 +167,16 @@ def _samples(query: Query, eval_id: str) -> dict[str, list[tuple]]:
     return out
 
 
+def status_counts(rows: dict[str, list[tuple]]) -> dict[str, int]:
+    """{status: count} over an eval's samples (as :func:`_samples` returns them)."""
+    counts = dict.fromkeys(("ok", "no_answer", "truncated", "timeout", "error"), 0)
+    for sample_rows in rows.values():
+        for r in sample_rows:
+            if r[4] is not None:
+                counts[r[4]] = counts.get(r[4], 0) + 1
+    return counts
+
+
 def _metrics(query: Query, eval_id: str) -> dict:
     return {(m, k): v for m, k, v in query("SELECT metric, k, value FROM metrics WHERE eval_id = ?", [eval_id])}
 
@@ -159,7 +193,8 @@ def diff(query: Query, a: EvalInfo, b: EvalInfo) -> EvalDiff:
     if ungraded:
         raise SparkError(f"ungraded samples in {', '.join(ungraded)}", hint="run `sparkql regrade`")
     common = sorted(set(sa) & set(sb))
-    out = EvalDiff(a, b, len(common), metrics_a=_metrics(query, a.eval_id), metrics_b=_metrics(query, b.eval_id))
+    out = EvalDiff(a, b, len(common), metrics_a=_metrics(query, a.eval_id), metrics_b=_metrics(query, b.eval_id),
+                   statuses_a=status_counts(sa), statuses_b=status_counts(sb))
     for pid in common:
         ra, rb = sa[pid], sb[pid]
         ca, cb = sum(bool(r[5]) for r in ra), sum(bool(r[5]) for r in rb)

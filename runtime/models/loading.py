@@ -46,8 +46,9 @@ def local_dir(path: str) -> Path:
 
         return Path(ensure_zoo(path))
     p = Path(path)
-    if not (p / "config.json").is_file():
-        raise SparkError(f"model directory {path} has no config.json", hint="point `model NAME = \"...\"` at a local Hugging Face model directory")
+    if not (p / "config.json").is_file() and not (p / "adapter_config.json").is_file():
+        raise SparkError(f"model directory {path} has no config.json",
+                         hint="point `model NAME = \"...\"` at a local Hugging Face model directory (or a PEFT adapter checkpoint)")
     return p
 
 
@@ -88,29 +89,48 @@ class LoadedModel:
 
 
 def load_model(path: str | Path, dtype: str = "auto", device: str = "auto", ref: ModelRef | None = None,
-               trust_remote_code: bool = False) -> LoadedModel:
+               trust_remote_code: bool = False, base: str | None = None) -> LoadedModel:
+    """Load a model directory; a PEFT adapter checkpoint (``base`` given, or ``path`` holding
+    adapter_config.json and no config.json) is loaded as the adapter merged into its base."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     d = local_dir(str(path))
-    config = read_config(d)
-    adapter = adapter_for_config(config, where=str(d))
-    check_weight_files(d)
+    if base is None and not (d / "config.json").is_file():
+        from sparkql.runtime.models.lora import base_from_adapter_config
+
+        base = base_from_adapter_config(d)
+    weights = local_dir(base) if base is not None else d
+    config = read_config(weights)
+    adapter = adapter_for_config(config, where=str(weights))
+    check_weight_files(weights)
+    if weights != d:
+        check_weight_files(d)  # the adapter's own safetensors
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
     try:
         model = AutoModelForCausalLM.from_pretrained(
-            d, dtype=dt, attn_implementation="eager", local_files_only=True, trust_remote_code=trust_remote_code
+            weights, dtype=dt, attn_implementation="eager", local_files_only=True, trust_remote_code=trust_remote_code
         )
+        if base is not None:
+            from sparkql.runtime.models.lora import merge_adapter
+
+            model = merge_adapter(model, d)
     except torch.OutOfMemoryError as e:  # pragma: no cover - GPU only
         raise SparkError(f"out of memory loading {d}", hint="use a smaller dtype (`set dtype = bf16`) or `set device = cpu`") from e
     except pickle.UnpicklingError as e:
-        raise _refused(d, e) from None
+        raise _refused(weights, e) from None
     except _LOAD_ERRORS as e:
         raise _cannot_load(d, "the model", e) from None
     model.to(dev)
     model.eval()
+    if base is not None:
+        from sparkql.runtime.models.lora import tokenizer_dir
+
+        tok_dir = tokenizer_dir(d, weights)
+    else:
+        tok_dir = d
     try:
-        tokenizer = AutoTokenizer.from_pretrained(d, local_files_only=True, trust_remote_code=trust_remote_code)
+        tokenizer = AutoTokenizer.from_pretrained(tok_dir, local_files_only=True, trust_remote_code=trust_remote_code)
     except _LOAD_ERRORS as e:
         raise _cannot_load(d, "the tokenizer", e) from None
     if tokenizer.pad_token is None:
@@ -158,7 +178,8 @@ class ModelCache:
     def get(self, ref: ModelRef, dtype: str = "auto", device: str = "auto") -> LoadedModel:
         k = (ref.model_id, dtype, device)
         if k not in self._cache:
-            self._cache[k] = load_model(ref.path, dtype, device, ref=ref, trust_remote_code=ref.trust_remote_code)
+            self._cache[k] = load_model(ref.path, dtype, device, ref=ref, base=ref.base,
+                                        trust_remote_code=ref.trust_remote_code)
         return self._cache[k]
 
     def release(self, model_id: str) -> None:

@@ -3,7 +3,7 @@
 No weights can be downloaded on these machines, so tests and benchmarks build
 what they need: :func:`build_char_tokenizer` makes a byte-level tokenizer
 with no merges (one token per character of ASCII text, one per digit as
-in Qwen) with a ChatML chat template that understands ``<think>`` and
+in Qwen; ``<think>`` and ``</think>`` one ordinary added token each) with a ChatML chat template that understands ``<think>`` and
 ``enable_thinking``; :func:`make_tiny_model` writes a random-weight model of a
 supported family next to it. Both load with ``AutoTokenizer`` /
 ``AutoModelForCausalLM.from_pretrained(dir, local_files_only=True)``.
@@ -13,7 +13,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>"]
+SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+THINK_TOKENS = ["<think>", "</think>"]
+"""Added tokens (one id each) but not special: as in DeepSeek-R1-Distill's and Qwen3's tokenizers,
+so decoding with ``skip_special_tokens=True`` (TRL, vLLM's default) keeps the reasoning markers."""
 
 # ChatML, as Qwen uses it. With thinking off the assistant turn opens with an empty
 # think block, which is what Qwen3's template does for enable_thinking=False.
@@ -40,11 +43,11 @@ def build_char_tokenizer(out_dir: str | Path | None = None):
     any qwen2-architecture directory with Qwen2Tokenizer, which rebuilds that pipeline from
     tokenizer.json's vocab and merges, so our tokenizer behaves the same through either class.
     Saved to ``out_dir`` when given."""
-    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
+    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
     alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
-    vocab = {tok: i for i, tok in enumerate(SPECIAL_TOKENS + alphabet)}
+    vocab = {tok: i for i, tok in enumerate(SPECIAL_TOKENS + THINK_TOKENS + alphabet)}
     tok = Tokenizer(models.BPE(vocab=vocab, merges=[], continuing_subword_prefix="", end_of_word_suffix="",
                                fuse_unk=False, byte_fallback=False))
     tok.normalizer = normalizers.NFC()
@@ -54,6 +57,7 @@ def build_char_tokenizer(out_dir: str | Path | None = None):
     ])
     tok.decoder = decoders.ByteLevel()
     tok.add_special_tokens(SPECIAL_TOKENS)
+    tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in THINK_TOKENS])
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
         eos_token="<|im_end|>",

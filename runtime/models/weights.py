@@ -1,7 +1,8 @@
 """Checks on a model directory's weight files before the loader reads them (torch-free).
 
-The ``load_model`` step calls :func:`check_weight_files` so that a damaged copy fails at the
-first step, before anything computes with the model, with a message that says what is wrong.
+The loader calls :func:`check_weight_files` before transformers reads the weights, so that a
+damaged copy fails with a message that says what is wrong (the ``load_model`` step reads only
+config.json: plans are tested with config-only model directories).
 """
 
 from __future__ import annotations

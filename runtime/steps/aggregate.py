@@ -1,5 +1,6 @@
-"""The ``aggregate`` step: pass@k, success@k, accuracy (and the shares of truncated and
-unanswered samples) of one graded eval, with bootstrap standard errors, into ``metrics``.
+"""The ``aggregate`` step: pass@k, success@k, accuracy (and the share of samples in each grading
+status: ok, no_answer, truncated, timeout, error) of one graded eval, with bootstrap standard
+errors, into ``metrics``.
 
 Torch-free; :func:`aggregate_eval` is shared with ``sparkql regrade``. The eval's rows in
 ``metrics`` are replaced, not appended, so regrading or re-aggregating never duplicates them.

@@ -14,46 +14,26 @@ of the chosen key over the logging window since the previous checkpoint
 (one logged value is noisy; the window is what the checkpoint was trained
 on), or the last value logged at or before it when the window is empty.
 
-Key choice, first present wins: the accuracy reward the paper plots
-(``rewards/accuracy_reward/mean``, ``rewards/accuracy_reward``, any
-``rewards/...accuracy...``), TRL's total ``reward``, any other ``rewards/...``
-mean, ``train/reward``, then the HF Trainer's ``loss`` (SFT runs log no
-reward; note that a loss falls as training succeeds).
+The key is ``cohort SET with reward = "KEY"`` when the study names one (any ``log_history`` key),
+else sparkql.store.cohorts.pick_reward_key: TRL's accuracy reward, its total reward, another
+reward, SFT's ``mean_token_accuracy``, then the loss. A checkpoint without its own
+trainer_state.json gets a reward only when a later checkpoint's log covers its step; otherwise
+NULL (never the previous checkpoint's value), and the step's summary names it.
 
 No torch here: the step reads only the store and JSON files.
 """
 
 from __future__ import annotations
 
-import json
-import math
 from pathlib import Path
 
+from sparkql.errors import SparkError, known_names_hint
 from sparkql.plan.steps import CohortSpec, ModelRef, Step
 from sparkql.runtime.execution.context import RunContext, StepOutput
+from sparkql.runtime.models.checkpoint import TRAINER_STATE, numeric_items, read_log_history, series_log
 from sparkql.store.cohorts import Checkpoint, checkpoint_rows, head_rows, pearson, pick_reward_key
 
-def read_log_history(model_dir: Path | None) -> list[dict]:
-    """``log_history`` of ``trainer_state.json`` in a checkpoint directory ([] when absent)."""
-    if model_dir is None:
-        return []
-    p = Path(model_dir) / "trainer_state.json"
-    if not p.is_file():
-        return []
-    try:
-        state = json.loads(p.read_text())
-    except (OSError, json.JSONDecodeError):
-        return []
-    hist = state.get("log_history") or []
-    return [e for e in hist if isinstance(e, dict)]
-
-
-def _numeric_items(entry: dict):
-    for k, v in entry.items():
-        if k in ("step", "epoch") or isinstance(v, bool):
-            continue
-        if isinstance(v, (int, float)) and math.isfinite(float(v)):
-            yield k, float(v)
+__all__ = ["read_log_history", "reward_rows", "reward_at_checkpoints", "choose_reward_key", "run_cohort"]
 
 
 def reward_rows(series: list[tuple[str, int | None, Path | None]]) -> list[dict]:
@@ -68,22 +48,28 @@ def reward_rows(series: list[tuple[str, int | None, Path | None]]) -> list[dict]
             if not isinstance(s, int) or s <= covered or (ck_step is not None and s > ck_step):
                 continue
             newest = max(newest, s)
-            for k, v in _numeric_items(e):
+            for k, v in numeric_items(e):
                 rows.append({"model_id": model_id, "step": s, "key": k, "value": v})
         covered = newest
     return rows
 
 
-def reward_at_checkpoints(rows: list[dict], key: str | None, steps: list[int | None]) -> list[float | None]:
-    """Mean of ``key`` over (previous checkpoint, this checkpoint]; else the last value before."""
+def reward_at_checkpoints(rows: list[dict], key: str | None, steps: list[int | None],
+                          has_log: list[bool] | None = None) -> list[float | None]:
+    """Mean of ``key`` over (previous checkpoint, this checkpoint]; else the last value before.
+    A checkpoint without its own log (``has_log`` False) gets a value only when the logs read reach
+    its step; otherwise None, not the previous checkpoint's value."""
     if key is None:
         return [None] * len(steps)
     curve = sorted((r["step"], r["value"]) for r in rows if r["key"] == key)
+    logged_to = max((r["step"] for r in rows), default=-1)
     out: list[float | None] = []
     prev = -1
-    for s in steps:
-        if s is None:
+    for i, s in enumerate(steps):
+        if s is None or (has_log is not None and not has_log[i] and logged_to < s):
             out.append(None)
+            if s is not None:
+                prev = s
             continue
         window = [v for st, v in curve if prev < st <= s]
         if window:
@@ -93,6 +79,21 @@ def reward_at_checkpoints(rows: list[dict], key: str | None, steps: list[int | N
             out.append(before[-1] if before else None)
         prev = s
     return out
+
+
+def choose_reward_key(requested: str | None, rows: list[dict], series: str) -> str | None:
+    """The study's ``with reward = "KEY"`` (checked against what was logged), else the default."""
+    keys = {r["key"] for r in rows}
+    if requested is None:
+        return pick_reward_key(keys)
+    if requested not in keys:
+        if not keys:
+            raise SparkError(f'cohort with reward = "{requested}": no checkpoint of {series} has a trainer_state.json log',
+                             hint="the reward curve comes from the log_history the HF Trainer (and TRL) writes into "
+                                  "every checkpoint")
+        raise SparkError(f'cohort with reward = "{requested}": the checkpoints of {series} log no such key',
+                         hint=known_names_hint(requested, keys, "logged keys"))
+    return requested
 
 
 def _heads_by_circuit(ctx: RunContext, circuit_ids: list[str]) -> dict[str, frozenset[tuple[int, int]]]:
@@ -137,9 +138,18 @@ def run_cohort(step: Step, ctx: RunContext) -> StepOutput:
 
     dirs = _model_dirs(ctx, [m.model for m in spec.series])
     rew = reward_rows([(m.model.model_id, m.model.step, d) for m, d in zip(spec.series, dirs)])
-    key = pick_reward_key({r["key"] for r in rew})
-    rewards = reward_at_checkpoints(rew, key, [m.model.step for m in spec.series])
+    series_name = spec.series[0].model.name if spec.series else spec.name
+    key = choose_reward_key(spec.reward, rew, series_name)
+    has_log = [d is not None and (d / TRAINER_STATE).is_file() for d in dirs]
+    rewards = reward_at_checkpoints(rew, key, [m.model.step for m in spec.series], has_log)
     corr = pearson(rewards, [r["newly_activated"] for r in ck])
+    no_log = [m.model.label for m, ok in zip(spec.series, has_log) if not ok] if any(has_log) else []
+    log = series_log([(m.model.label, d) for m, d in zip(spec.series, dirs) if d is not None])
+    if no_log:
+        ctx.log(f"warning: cohort {spec.name}: no trainer_state.json in {', '.join(no_log)}")
+    if log.foreign:
+        ctx.log(f"warning: cohort {spec.name}: {', '.join(log.foreign)} belong to another run than {log.reference} "
+                "(their log_history does not extend the others')")
 
     members = [
         {
@@ -176,5 +186,7 @@ def run_cohort(step: Step, ctx: RunContext) -> StepOutput:
             "surviving": sum(1 for h in emergent if h["survives"]),
             "reward_key": key,
             "reward_newly_corr": None if corr is None else round(corr, 4),
+            **({"no_trainer_state": no_log} if no_log else {}),
+            **({"other_run": log.foreign} if log.foreign else {}),
         },
     )

@@ -133,12 +133,17 @@ def run_generate(step: Step, ctx: RunContext) -> StepOutput:
             from sparkql.runtime.generation.vllm_backend import generate_vllm, tokenizer_for
             from sparkql.runtime.models.config import shape_of
 
-            tok = tokenizer_for(spec.model.path)
+            path = spec.model.path
+            if spec.model.base is not None:  # vLLM loads weights from a directory: the merged copy
+                from sparkql.runtime.models.lora import materialize_merged
+
+                path = str(materialize_merged(spec.model))
+            tok = tokenizer_for(path)
             requests = _requests(spec, todo_rows, have, tok, grader)
-            shape = shape_of(spec.model.path)
+            shape = shape_of(path)
             if variant is not None:
                 check_heads(variant.heads, shape.n_layers, shape.n_heads, where=f"model {spec.model.label}")
-            _, tput = generate_vllm(spec.model.path, requests, sp, variant, dtype=spec.dtype, n_heads=shape.n_heads,
+            _, tput = generate_vllm(path, requests, sp, variant, dtype=spec.dtype, n_heads=shape.n_heads,
                                     head_dim=shape.head_dim, on_batch=store, progress_task=task)
         else:
             from sparkql.runtime.generation.transformers_backend import generate_transformers

@@ -20,7 +20,7 @@ def run_intervene(step: Step, ctx: RunContext) -> StepOutput:
     spec: InterveneSpec = step.spec  # type: ignore[assignment]
     ranked = rank_heads(evaluate_head_expr(spec.heads, ctx), spec.top_k)
     heads = [h for h, _, _ in ranked]
-    shape = shape_of(spec.model.path)
+    shape = shape_of(spec.model.base or spec.model.path)  # an adapter has its base's shape
     check_heads(heads, shape.n_layers, shape.n_heads, where=f"model {spec.model.label}")
     if not heads:
         ctx.log(f"warning: {spec.variant} on {spec.model.label} selects no heads; it will equal the intact model")

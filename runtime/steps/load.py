@@ -12,7 +12,6 @@ from sparkql.plan.steps import LoadModelSpec, Step
 from sparkql.runtime.execution.context import RunContext, StepOutput
 from sparkql.runtime.models.adapters import adapter_for_config
 from sparkql.runtime.models.config import model_shape, read_config
-from sparkql.runtime.models.weights import check_weight_files
 
 
 def _local_dir(path: str):
@@ -30,10 +29,10 @@ def run_load_model(step: Step, ctx: RunContext) -> StepOutput:
     spec: LoadModelSpec = step.spec  # type: ignore[assignment]
     ref = spec.model
     d = _local_dir(ref.path)
-    cfg = read_config(d)
+    # an adapter checkpoint: the shape is its base's; ``dir`` stays the checkpoint (trainer_state.json)
+    cfg = read_config(_local_dir(ref.base) if ref.base else d)
     adapter = adapter_for_config(cfg, where=str(d))
     shape = model_shape(cfg, where=str(d))
-    check_weight_files(d)  # a truncated copy fails here, before any step computes with it
     row = {
         "model_id": ref.model_id,
         "name": ref.name,

@@ -36,17 +36,17 @@ def check(files: tuple[str, ...], as_json: bool) -> None:
             else:
                 print_error(e)
             continue
-        if not as_json:
-            print_warnings(plan, f)
         kinds: dict[str, int] = {}
         for s in plan.steps:
             kinds[s.kind] = kinds.get(s.kind, 0) + 1
         if as_json:
             choices = generation_backends(plan)
-            results.append({"file": f, "ok": True, "steps": len(plan.steps), "kinds": kinds, "warnings": plan.warnings,
+            results.append({"file": f, "ok": True, "steps": len(plan.steps), "kinds": kinds,
                             "backend": ",".join(c.backend for c in choices) or plan.backend,
-                            "backend_reason": "; ".join(c.reason for c in choices) or None})
+                            "backend_reason": "; ".join(c.reason for c in choices) or None,
+                            **({"warnings": plan.warnings} if plan.warnings else {})})
         else:
+            print_warnings(plan)
             summary = ", ".join(f"{n} {k}" for k, n in kinds.items())
             click.echo(f"ok {f}: {len(plan.steps)} steps ({summary})")
     if as_json:

@@ -29,6 +29,16 @@ def _metric_line(d) -> str:
     return ("\n" + "   ".join(parts)) if parts else ""
 
 
+def _status_line(d) -> str:
+    """Both sides' grading statuses: an answer that timed out or errored is counted wrong, so a
+    change in those counts can be a change in grading, not in the model."""
+    def side(counts: dict) -> str:
+        return " · ".join(f"{name} {counts.get(s, 0)}" for s, name in
+                          (("ok", "ok"), ("no_answer", "no answer"), ("truncated", "truncated"),
+                           ("timeout", "timeout"), ("error", "error")))
+    return f"\nstatuses  A: {side(d.statuses_a)}\n          B: {side(d.statuses_b)}"
+
+
 @click.command("diff")
 @click.argument("a")
 @click.argument("b")
@@ -40,7 +50,8 @@ def diff(a: str, b: str, db: str, dataset: str | None, limit: int, chars: int) -
     """Problems newly solved / missed by B relative to A.
 
     A and B name evals: MODEL:VARIANT (``base:ablate emergent top 10``), a variant name, a
-    model name or label (its intact evals), or an eval id (prefix).
+    model name or label (its intact evals), or an eval id (prefix). Add ``@lenient`` (or
+    ``@strict``) to name the grading ``sparkql regrade --extract`` wrote: ``diff base base@lenient``.
     """
     from rich.markup import escape
     from rich.panel import Panel
@@ -64,7 +75,7 @@ def diff(a: str, b: str, db: str, dataset: str | None, limit: int, chars: int) -
             f"[bold]{escape(d.a.title)}[/] vs [bold]{escape(d.b.title)}[/] on [bold]{escape(d.a.dataset)}[/]\n"
             f"solved: {d.solved_a} vs {d.solved_b} of {d.n_problems} problems   "
             f"[green]newly correct {len(d.newly_correct)}[/]   [red]newly incorrect {len(d.newly_incorrect)}[/]"
-            + _metric_line(d)))
+            + _metric_line(d) + _status_line(d)))
         for label, items, style in (("newly correct", d.newly_correct, "green"), ("newly incorrect", d.newly_incorrect, "red")):
             shown = items if limit <= 0 else items[:limit]
             for p in shown:

@@ -37,7 +37,8 @@ def plan(file: str, as_json: bool, db: str) -> None:
     from sparkql.plan.compile import compile_file
 
     p = compile_file(file)
-    print_warnings(p, file)
+    if not as_json:  # the JSON carries them in "warnings"
+        print_warnings(p)
     cached = _cached_keys(db)
     choices = generation_backends(p)
     if as_json:

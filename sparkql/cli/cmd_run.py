@@ -84,7 +84,7 @@ def _run(ctx, file, db, dry_run, device, backend, memory, batch_size, partial, q
     from sparkql.runtime.execution.executor import execute
 
     plan = compile_file(file)
-    print_warnings(plan, file)
+    print_warnings(plan)
     overrides = {"device": device, "backend": backend, "memory": memory, "batch_size": batch_size}
     debug = bool((ctx.obj or {}).get("debug"))
     # Ctrl-C: the executor stops cleanly and re-raises; the CLI shell prints "interrupted", exit 130.

@@ -71,10 +71,10 @@ def print_error(err: SparkError) -> None:
     click.echo(err.render(), err=True)
 
 
-def print_warnings(plan, file: str) -> None:
-    """What the compiler let through but the user should know (stderr, so piped output stays clean)."""
+def print_warnings(plan) -> None:
+    """The compiler's warnings (already rendered: location, line, caret, hint), on stderr."""
     for w in plan.warnings:
-        click.echo(f"{file}: warning: {w}", err=True)
+        click.echo(w, err=True)
 
 
 def run_cli(group: click.Group, argv: list[str] | None) -> int:

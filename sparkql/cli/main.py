@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "export": ("sparkql.cli.cmd_export", "export", "Export tables, views or circuits."),
     "figures": ("sparkql.cli.cmd_figures", "figures", "Draw the paper's figures from a store."),
     "regrade": ("sparkql.cli.cmd_regrade", "regrade", "Regrade stored completions (no generation)."),
+    "grade": ("sparkql.cli.cmd_grade", "grade", "Grade a JSONL/CSV/Parquet file of completions."),
     "diff": ("sparkql.cli.cmd_diff", "diff", "Problems newly solved / missed between two variants."),
     "zoo": ("sparkql.cli.cmd_zoo", "zoo", "Build the toy model organism."),
     "tui": ("sparkql.cli.cmd_tui", "tui", "Browse a results store in the terminal."),

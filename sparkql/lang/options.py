@@ -19,7 +19,8 @@ from sparkql.lang import ast as A
 class OptionSpec:
     name: str
     type: str
-    """int | float | str | bool | enum | ints (an int or a list of ints) | size | prefix"""
+    """int | float | str | bool | enum | ints (an int or a list of ints) | size | prefix | model (a declared
+    model's name or a "path")"""
     doc: str
     choices: tuple[str, ...] = ()
     min: float | None = None
@@ -56,6 +57,10 @@ BACKEND = _o("backend", "enum", "Generation backend: vllm (GPU, optional extra),
 BATCH = _o("batch_size", "int", "Rows per forward pass (execution only; never part of a result's key).", min=1,
            max=65536)
 
+EXTRACT = _o("extract", "enum", "Answer extraction for math grading: strict (the last \\boxed{} after </think>, "
+             "the paper's rule) or lenient (Math-Verify's order: boxed, \"final answer is\", \"Answer:\", then the last "
+             "LaTeX or plain value).", ["strict", "lenient"], default="strict")
+
 CIRCUIT_OPTIONS = {o.name: o for o in [
     _o("steps", "int", "Integrated-gradients steps m.", min=1, max=10_000, default=100),
     _o("top_n", "int", "Edges kept by |score| before pruning.", min=1, max=10**9, default=5000),
@@ -84,6 +89,7 @@ EVAL_OPTIONS = {o.name: o for o in [
     _o("examples", "int", "Use only the first N problems.", min=1, max=2**31 - 1),
     _o("instruction", "str", "Instruction appended to each problem.",
        default="Let's think step by step and output the final answer within \\boxed{}."),
+    EXTRACT,
 ]}
 
 GLOBAL_OPTIONS = {o.name: o for o in [
@@ -91,13 +97,26 @@ GLOBAL_OPTIONS = {o.name: o for o in [
     _o("trust_remote_code", "bool", "Allow model code from the model directory (off by default).", default=False),
 ]}
 
-MODEL_OPTIONS = {o.name: o for o in [DTYPE, GLOBAL_OPTIONS["trust_remote_code"]]}
+MODEL_OPTIONS = {o.name: o for o in [
+    DTYPE, GLOBAL_OPTIONS["trust_remote_code"],
+    _o("base", "model", "The base model a LoRA/PEFT adapter checkpoint is merged into: a declared model's name or a "
+       "\"path\" (default: base_model_name_or_path of adapter_config.json)."),
+    _o("series", "enum", "What to do when a series mixes runs (a checkpoint's trainer_state.json log does not extend "
+       "the others', e.g. leftovers of an earlier run in the same output_dir) or a checkpoint has no "
+       "trainer_state.json: warn, or refuse (strict).", ["warn", "strict"], default="warn"),
+]}
+COHORT_OPTIONS = {o.name: o for o in [
+    _o("reward", "str", "The trainer_state.json log_history key read as the reward, e.g. "
+       "\"rewards/accuracy_reward/mean\" (default: TRL's accuracy reward, else its total reward, else "
+       "mean_token_accuracy, else the loss)."),
+]}
 DATASET_OPTIONS = {o.name: o for o in [
     _o("grader", "enum", "How answers are graded.", ["math", "gsm8k", "triviaqa", "gpqa", "exact"]),
     _o("format", "enum", "File format (default: from the extension).", ["jsonl", "json", "csv", "parquet"]),
     _o("bad_rows", "enum", "Rows whose mapped fields are missing, null or of the wrong type: `error` (the default: "
        "refuse the dataset, naming the row and field) or `skip` (drop them; check says how many).",
        ["error", "skip"], default="error"),
+    EXTRACT,
 ]}
 CIRCUIT_WITH = {**CIRCUIT_OPTIONS, **{o.name: o for o in [DTYPE, DEVICE, SEED, MEMORY, BATCH, SYSTEM, THINK]}}
 EVAL_WITH = {**EVAL_OPTIONS, **{o.name: o for o in [DTYPE, DEVICE, SEED, BACKEND, BATCH, SYSTEM, THINK]}}
@@ -177,6 +196,10 @@ def check_value(spec: OptionSpec, v) -> Any:
             raise SparkError(f"option `{spec.name}` must be at most 1PiB ({MAX_MEMORY} bytes), got {text}",
                              span=v.span, hint=spec.doc)
         return int(size)
+    if t == "model":
+        if isinstance(v, (A.Word, A.String)):
+            return v  # the resolver binds it (a name) or finds it (a path), pointing at this value
+        raise _bad(spec, v, 'a model name or a "path"')
     if t == "prefix":
         if isinstance(v, A.String):
             return v.value

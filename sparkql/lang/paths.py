@@ -2,7 +2,9 @@
 
 Relative paths are looked up next to the study file first, then in the
 current directory. A glob is a checkpoint series ordered by the integer in
-each directory name (``checkpoint-2500``). A hub id (``Qwen/Qwen2.5-Math-1.5B``)
+each directory name (``checkpoint-2500``); every directory found must be a
+loadable model, full (config.json and weights) or a PEFT adapter
+(adapter_config.json and adapter weights, its base found by sparkql.lang.series). A hub id (``Qwen/Qwen2.5-Math-1.5B``)
 is resolved through the local Hugging Face cache only. ``zoo:`` paths name
 the toy organism (sparkql.zoo), built on demand by the runtime.
 """
@@ -29,7 +31,11 @@ class FoundModel:
     step: int | None
     fingerprint: str
     config: dict | None
-    """config.json when readable now (None for zoo models not built yet)."""
+    """config.json when readable now (None for zoo models not built yet, and for adapters)."""
+    adapter: bool = False
+    """A PEFT adapter checkpoint (adapter_config.json, no config.json): loaded merged into a base."""
+    adapter_base: str | None = None
+    """The adapter's base_model_name_or_path as adapter_config.json writes it."""
 
 
 def _bases(study_dir: Path | None) -> list[Path]:
@@ -51,9 +57,10 @@ def fingerprint_dir(d: Path) -> str:
     """config.json bytes plus the names, sizes and mtimes of weight files: cheap, and changes when
     the weights are rewritten."""
     h = hashlib.sha256()
-    cfg = d / "config.json"
-    if cfg.is_file():
-        h.update(cfg.read_bytes())
+    for name in ("config.json", "adapter_config.json"):
+        cfg = d / name
+        if cfg.is_file():
+            h.update(cfg.read_bytes())
     for f in sorted(d.iterdir()):
         if f.suffix in (".safetensors", ".bin", ".pt") and f.is_file():
             st = f.stat()
@@ -105,7 +112,8 @@ def find_models(written: str, span: Span | None, study_dir: Path | None) -> list
             dirs = [Path(p) for p in _glob.glob(pattern) if Path(p).is_dir()]
             if dirs:
                 dirs.sort(key=lambda p: (step_of(str(p)) is None, step_of(str(p)) or 0, p.name))
-                return [FoundModel(str(p.resolve()), step_of(str(p)), fingerprint_dir(p), _read_config(p, span)) for p in dirs]
+                return [_member(p, f"(checkpoint {i + 1} of {len(dirs)} matched by \"{written}\")", span)
+                        for i, p in enumerate(dirs)]
         raise SparkError(f'no model directory matches "{written}"', span=span,
                          hint="looked in " + " and ".join(tried) + "; a series is a glob like \"runs/grpo/checkpoint-*\"")
     tried = []
@@ -113,10 +121,7 @@ def find_models(written: str, span: Span | None, study_dir: Path | None) -> list
         p = Path(written) if os.path.isabs(written) else base / written
         tried.append(str(p))
         if p.is_dir():
-            if not (p / "config.json").is_file():
-                raise SparkError(f"{p} has no config.json", span=span,
-                                 hint="point at a Hugging Face model directory (config.json + weights)")
-            return [FoundModel(str(p.resolve()), None, fingerprint_dir(p), _read_config(p, span))]
+            return [_member(p, "", span, step=None)]
         if p.exists():
             raise SparkError(f'"{written}" is a file, not a model directory', span=span,
                              hint="point at the directory that holds config.json and the weights")
@@ -124,10 +129,28 @@ def find_models(written: str, span: Span | None, study_dir: Path | None) -> list
     if re.fullmatch(r"[\w.\-]+/[\w.\-]+", written) and not looks_local:
         snap = _hub_snapshot(written)
         if snap is not None:
-            return [FoundModel(str(snap), None, fingerprint_dir(snap), _read_config(snap, span))]
+            return [_member(snap, "", span, step=None, resolve=False)]
         raise SparkError(f'model "{written}" is neither a local directory nor in the local Hugging Face cache',
                          span=span, hint=f"sparkql never downloads; looked in {', '.join(tried)} and {_hub_cache_dir()}")
     raise SparkError(f'model directory "{written}" does not exist', span=span, hint="looked in " + " and ".join(tried))
+
+
+def _member(p: Path, which: str, span: Span | None, step: int | None | str = "name", resolve: bool = True) -> FoundModel:
+    """One model directory, checked to be loadable: a full model (config.json and weights) or a
+    PEFT adapter (adapter_config.json and adapter weights). Every member of a series is checked, so
+    a checkpoint still being written fails `check`, not a run hours later."""
+    from sparkql.runtime.models.checkpoint import checkpoint_kind
+
+    try:
+        kind = checkpoint_kind(p)
+    except SparkError as e:
+        raise SparkError(f"{p} {which + ' ' if which else ''}is not a loadable model: it {e.message}", span=span,
+                         hint=e.hint) from None
+    at = step_of(str(p)) if step == "name" else step
+    path = str(p.resolve()) if resolve else str(p)
+    if kind.kind == "adapter":
+        return FoundModel(path, at, fingerprint_dir(p), None, adapter=True, adapter_base=kind.base)
+    return FoundModel(path, at, fingerprint_dir(p), _read_config(p, span))
 
 
 def _find_zoo(written: str, span: Span | None) -> list[FoundModel]:

@@ -5,7 +5,10 @@ dataset or head-set names (with did-you-mean), duplicate names, misspelled
 options and wrong value types, bad selectors (out of range, a step that is
 not in the series, a selector on a single model), empty globs and missing
 files, head indices outside the model's shape once config.json is known,
-datasets without the roles a statement needs, k > n.
+datasets without the roles a statement needs, k > n; series members that are
+not loadable models, adapter checkpoints without a findable base, and reward
+keys no checkpoint logs (sparkql.lang.series, which also warns about series
+that mix training runs).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from sparkql.lang import setexpr
 from sparkql.lang.fmt import fmt_selector
 from sparkql.lang.paths import dataset_fingerprint, find_file, find_models
 from sparkql.lang.study import (
-    EvalTarget, ModelDecl, RCircuit, RCohort, REval, RHeads, RIntervene, SetSource, Study,
+    EvalTarget, ModelDecl, Note, RCircuit, RCohort, REval, RHeads, RIntervene, SetSource, Study,
 )
 from sparkql.plan.steps import CircuitParams, DatasetRef, ExecOptions, ModelRef, ModelShape, SamplingParams
 
@@ -59,6 +62,10 @@ class Env:
     used_models: list[ModelRef] = field(default_factory=list)
     circuit_datasets: list[DatasetRef] = field(default_factory=list)
     dataset_rows: dict[str, int] = field(default_factory=dict)
+    dataset_extract: dict[str, str] = field(default_factory=dict)
+    """``extract`` given on a dataset statement (kept out of DatasetRef: it changes how answers
+    are graded, not what is generated, so it must not change the generate step's key)."""
+    warnings: list[Note] = field(default_factory=list)
 
 
 def _model_id(path: str, fingerprint: str) -> str:
@@ -83,26 +90,42 @@ class Resolver:
         self.env = Env(study_dir=study_dir)
         self.out: list = []
         self.broken: set[str] = set()
-        self.warnings: list[str] = []
 
     # ---- models ---------------------------------------------------------------------
     def model_stmt(self, s: A.ModelStmt) -> None:
+        from sparkql.lang.series import AdapterBases, adapter_fingerprint, check_series_log
+
         name = s.name.name
         self._no_duplicate(name, s.name.span)
         opts = O.check_options(s.options, O.MODEL_OPTIONS, "model")
         found = find_models(s.path.value, s.path.span, self.env.study_dir)
-        series = any(ch in s.path.value for ch in "*?[") or (s.path.value.startswith("zoo:") and len(found) > 1) \
-            or (s.path.value.startswith("zoo:") and "/" in s.path.value)
+        is_zoo = s.path.value.startswith("zoo:")
+        series = any(ch in s.path.value for ch in "*?[") or (is_zoo and len(found) > 1) or (is_zoo and "/" in s.path.value)
+        base_opt = opts.get("base")
+        if base_opt is not None and not any(f.adapter for f in found):
+            raise SparkError(f"option `base` names the base model of PEFT adapter checkpoints, and `{name}` is a full "
+                             "model (config.json and weights)", span=base_opt.span, hint="remove `base = ...`")
+        if "series" in opts and not series:
+            opt = next(o for o in s.options if o.key.name == "series")
+            raise SparkError(f"`series` is an option of a checkpoint series, and `{name}` is one model", span=opt.span,
+                             hint='a series is a glob like "runs/grpo/checkpoint-*"')
+        bases = AdapterBases(s, self.env.models, self.env.study_dir, base_opt, _shape)
         trust = opts.get("trust_remote_code", self.env.settings.get("trust_remote_code", False))
         refs = []
+        first_base = None
         for i, f in enumerate(found):
             label = f"{name}[step={f.step}]" if series and f.step is not None else (f"{name}[{i}]" if series else name)
+            fingerprint, base = f.fingerprint, None
+            if f.adapter:
+                b = bases.for_member(f)
+                first_base = first_base or b
+                fingerprint, base = adapter_fingerprint(f.fingerprint, b.fingerprint), b.path
             refs.append(ModelRef(
                 name=name, label=label, path=f.path, step=f.step if series else None,
                 index=i if series else None, series_len=len(found) if series else None,
-                fingerprint=f.fingerprint, model_id=_model_id(f.path, f.fingerprint), trust_remote_code=trust,
+                fingerprint=fingerprint, model_id=_model_id(f.path, fingerprint), base=base, trust_remote_code=trust,
             ))
-        config = found[0].config
+        config = found[0].config if not found[0].adapter else (first_base.config if first_base else None)
         shape = None
         if config is not None:
             from sparkql.runtime.models.adapters import adapter_for_config
@@ -113,14 +136,23 @@ class Resolver:
                 e.span = s.path.span
                 raise
             shape = _shape(config, name, s.path.span)
-        elif s.path.value.startswith("zoo:"):
+        elif found[0].adapter and first_base is not None:
+            shape = first_base.shape
+        elif is_zoo:
             from sparkql import zoo
 
             shape = ModelShape(**zoo.model_shape())
+        log_keys = None
+        if series and not is_zoo:
+            log_keys = check_series_log(name, found, s.path.span, opts.get("series") == "strict", self._warn)
         self.env.models[name] = ModelDecl(
             name=name, written=s.path.value, series=series, refs=refs, shape=shape, dtype=opts.get("dtype"),
             trust_remote_code=trust, span=s.span,
+            log_keys=sorted(log_keys) if log_keys is not None else None,
         )
+
+    def _warn(self, message: str, span: Span | None, hint: str | None = None) -> None:
+        self.env.warnings.append(Note(message=message, hint=hint, span=span))
 
     def _no_duplicate(self, name: str, span: Span | None) -> None:
         kinds = [("model", self.env.models), ("dataset", self.env.datasets), ("head set", self.env.sets)]
@@ -238,10 +270,12 @@ class Resolver:
             if not found.n_rows:
                 raise SparkError(f"dataset `{name}`: every row of {path.name} is dropped by bad_rows = skip ({shown})",
                                  span=s.path.span, hint="fix the file or the role mapping")
-            self.warnings.append(f"dataset `{name}`: {len(found.dropped)} of {len(located)} rows of {path.name} "
-                                 f"dropped (bad_rows = skip): {shown}")
+            self._warn(f"dataset `{name}`: {len(found.dropped)} of {len(located)} rows of {path.name} dropped "
+                       f"(bad_rows = skip): {shown}", s.path.span, hint="fix those rows to use them")
         self.env.datasets[name] = ref
         self.env.dataset_rows[name] = found.n_rows
+        if "extract" in opts:
+            self.env.dataset_extract[name] = opts["extract"]
 
     def dataset(self, ident: A.Ident) -> DatasetRef:
         name = ident.name
@@ -458,12 +492,29 @@ class Resolver:
         self.out.append(RHeads(name=name, expr=s.expr, span=s.span))
 
     def cohort_stmt(self, s: A.CohortStmt) -> None:
-        O.check_options(s.options, {}, "cohort")
+        opts = O.check_options(s.options, O.COHORT_OPTIONS, "cohort")
         info = self._set_info(A.SetRef(name=s.set, span=s.set.span))
         if not info.is_diff:
             raise SparkError(f"cohort needs an emergent set from `circuit ... diff ...`; `{info.name}` is not one",
                              span=s.set.span, hint="write: circuit D on series[*] diff base as NAME; cohort NAME")
-        self.out.append(RCohort(set_name=info.name, span=s.span))
+        reward = opts.get("reward")
+        if reward is not None:
+            self._check_reward_key(reward, info, next(o for o in s.options if o.key.name == "reward").value.span)
+        self.out.append(RCohort(set_name=info.name, reward=reward, span=s.span))
+
+    def _check_reward_key(self, key: str, info: SetInfo, span: Span | None) -> None:
+        """The key must be logged by the series' trainer_state.json files (when they can be read now:
+        a zoo series is built at run time, and the cohort step checks it then)."""
+        decl = self.env.models.get(info.series_name or (info.domain[0].name if info.domain else ""))
+        if decl is None or decl.written.startswith("zoo:"):
+            return
+        if decl.log_keys is None:
+            raise SparkError(f'no checkpoint of `{decl.name}` has a trainer_state.json to read "{key}" from',
+                             span=span, hint="the reward curve comes from the log_history the HF Trainer (and TRL) "
+                                             "writes into every checkpoint")
+        if key not in decl.log_keys:
+            raise SparkError(f'the checkpoints of `{decl.name}` log no "{key}"', span=span,
+                             hint=known_names_hint(key, decl.log_keys, "logged keys"))
 
     def intervene_stmt(self, s: A.AblateStmt | A.ScaleStmt) -> None:
         op = "ablate" if isinstance(s, A.AblateStmt) else "scale"
@@ -566,7 +617,16 @@ class Resolver:
             instruction=self._get("instruction", opts, O.EVAL_OPTIONS), examples=self._get("examples", opts, O.EVAL_OPTIONS),
             dtype=self._dtype(opts, [t.model for t in targets]), exec=self._exec(opts),
             n_problems={d.name: self.env.dataset_rows.get(d.name, 0) for d in datasets}, span=s.span,
+            extract={d.name: self._extract(d.name, opts) for d in datasets},
         ))
+
+    def _extract(self, dataset: str, opts: dict) -> str:
+        """The eval's own ``extract``, else the dataset's, else the latest ``set``, else strict."""
+        if "extract" in opts:
+            return opts["extract"]
+        if dataset in self.env.dataset_extract:
+            return self.env.dataset_extract[dataset]
+        return self._get("extract", {}, O.EVAL_OPTIONS)
 
     # ---- driver ---------------------------------------------------------------------
     def _skip_if_broken(self, name: str) -> None:
@@ -603,7 +663,8 @@ class Resolver:
         if errors:
             raise SparkErrors.of(errors)
         return Study(file=self.file, models=self.env.models, datasets=self.env.datasets, statements=self.out,
-                     backend=self.env.settings.get("backend", "auto"), warnings=self.warnings)
+                     warnings=self.env.warnings,
+                     backend=self.env.settings.get("backend", "auto"))
 
     def _known(self) -> set[str]:
         return set(self.env.models) | set(self.env.datasets) | set(self.env.sets) | \

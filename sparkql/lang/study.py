@@ -29,6 +29,8 @@ class ModelDecl(R):
     shape: ModelShape | None = None
     dtype: str | None = None
     trust_remote_code: bool = False
+    log_keys: list[str] | None = None
+    """Numeric keys of the checkpoints' trainer_state.json logs (None: no log readable at check time)."""
 
 
 class SetSource(R):
@@ -63,6 +65,8 @@ class RHeads(R):
 class RCohort(R):
     kind: Literal["cohort"] = "cohort"
     set_name: str
+    reward: str | None = None
+    """``with reward = "KEY"``: the log_history key read as the reward (None: the default choice)."""
 
 
 class RIntervene(R):
@@ -96,9 +100,18 @@ class REval(R):
     dtype: str
     exec: ExecOptions
     n_problems: dict[str, int] = Field(default_factory=dict)
+    extract: dict[str, str] = Field(default_factory=dict)
+    """dataset name -> answer-extraction rule (strict | lenient) of its grade step."""
 
 
 Resolved = Union[RCircuit, RHeads, RCohort, RIntervene, REval]
+
+
+class Note(R):
+    """A warning about the study (rendered like an error, with ``warning:``; nothing stops)."""
+
+    message: str
+    hint: str | None = None
 
 
 class Study(R):
@@ -106,6 +119,5 @@ class Study(R):
     models: dict[str, ModelDecl]
     datasets: dict[str, DatasetRef]
     statements: list[Resolved]
+    warnings: list[Note] = Field(default_factory=list)
     backend: str = "auto"
-    warnings: list[str] = Field(default_factory=list)
-    """Things the user should know that are not mistakes (printed by check, plan and run)."""

@@ -177,9 +177,10 @@ class _Builder:
         ]
         base_key = self.base_circuit_of[name]
         base = self.steps[base_key].spec.model
-        spec = CohortSpec(name=name, series=members, base=base, base_circuit_key=base_key)
+        spec = CohortSpec(name=name, series=members, base=base, base_circuit_key=base_key, reward=c.reward)
         deps = [m.set_key for m in members] + [m.circuit_key for m in members] + [base_key]
-        self.add("cohort", spec, f"cohort {name} ({len(members)} checkpoints)", deps, c.span)
+        label = f"cohort {name} ({len(members)} checkpoints" + (f", reward {c.reward})" if c.reward else ")")
+        self.add("cohort", spec, label, deps, c.span)
 
     def intervene_stmt(self, v: RIntervene) -> None:
         for target in v.targets or []:
@@ -208,7 +209,8 @@ class _Builder:
                 deps = [self.load(t.model, e.span)] + ([vkey] if vkey else [])
                 cost = Cost(tokens=n_problems * e.sampling.n * e.sampling.max_tokens)
                 gk = self.add("generate", gen, f"generate {ds.name} with {who}", deps, e.span, e.exec, cost)
-                grade = GradeSpec(generate_key=gk, grader=ds.grader, think=e.think, seed=e.sampling.seed)
+                grade = GradeSpec(generate_key=gk, grader=ds.grader, think=e.think, seed=e.sampling.seed,
+                                  extract=e.extract.get(ds.name, "strict"))
                 rk = self.add("grade", grade, f"grade {ds.name} of {who}", [gk], e.span)
                 agg = AggregateSpec(generate_key=gk, grade_key=rk, ks=e.ks, seed=e.sampling.seed)
                 self.add("aggregate", agg, f"pass@k {ds.name} of {who}", [gk, rk], e.span)
@@ -217,7 +219,11 @@ class _Builder:
         for stmt in self.study.statements:
             getattr(self, f"{stmt.kind}_stmt")(stmt)
         return Plan(study=self.study.file, steps=list(self.steps.values()), backend=self.study.backend,
-                    warnings=list(self.study.warnings))
+                    warnings=[_render(n, self.study.file) for n in self.study.warnings])
+
+
+def _render(note, file: str, source: str | None = None) -> str:
+    return SparkError(note.message, span=note.span, hint=note.hint, file=file, source=source, level="warning").render()
 
 
 def _refs(e: HeadExpr) -> list[str]:
@@ -241,7 +247,10 @@ def compile_text(text: str, file: str | None = None, study_dir: Path | None = No
     try:
         tree = parse(text, name)
         study = resolve(tree, name, study_dir)
-        return compile_study(study)
+        plan = compile_study(study)
+        if study.warnings:  # rendered again with the study text: the line and a caret
+            plan = plan.model_copy(update={"warnings": [_render(n, name, text) for n in study.warnings]})
+        return plan
     except SparkError as e:
         raise e.with_source(name, text) from None
 

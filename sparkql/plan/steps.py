@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Annotated, Literal, Union
+from typing import Annotated, ClassVar, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_serializer
 
 from sparkql.errors import Span
 
@@ -34,8 +34,27 @@ class Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-class ModelRef(Frozen):
+class _OmitsUnset(Frozen):
+    """A model whose optional fields in ``_OMIT_NONE`` are left out of its JSON when None (or an
+    empty list): fields
+    added after keys were first computed, so that a step that does not use them keeps its key (and
+    its stored results) and plans that do not use them read as before."""
+
+    _OMIT_NONE: ClassVar[tuple[str, ...]] = ()
+
+    @model_serializer(mode="wrap")
+    def _omit_none(self, handler):
+        data = handler(self)
+        for k in self._OMIT_NONE:
+            if k in data and (data[k] is None or data[k] == []):
+                del data[k]
+        return data
+
+
+class ModelRef(_OmitsUnset):
     """One concrete model (a single HF directory, or one checkpoint of a series)."""
+
+    _OMIT_NONE: ClassVar[tuple[str, ...]] = ("base",)
 
     name: str
     """The name declared in the study (``model ckpt = ...``)."""
@@ -53,6 +72,10 @@ class ModelRef(Frozen):
     """Identifies the weights (config hash and weight files' sizes; zoo recipe hash)."""
     model_id: str
     """Stable id used in the store: sha256 of path and fingerprint, 16 hex chars."""
+    base: str | None = None
+    """A PEFT adapter checkpoint (``path`` holds adapter_config.json, no config.json): the base
+    model it is merged into when loaded (an absolute directory or a ``zoo:`` path). The
+    fingerprint then covers the adapter's files and the base's fingerprint."""
     trust_remote_code: bool = Field(False, exclude_if=lambda v: not v)
     """Whether the loader may run Python code from the model directory (`trust_remote_code = on`).
     Part of the key only when on (the model's own code may compute other results); left out of
@@ -184,8 +207,10 @@ class CohortMember(Frozen):
     """Step key of this checkpoint's circuit."""
 
 
-class CohortSpec(Frozen):
+class CohortSpec(_OmitsUnset):
     """Cohort analysis of an emergent set across a checkpoint series (docs/store.md, cohorts)."""
+
+    _OMIT_NONE: ClassVar[tuple[str, ...]] = ("reward",)
 
     kind: Literal["cohort"] = "cohort"
     name: str
@@ -194,6 +219,9 @@ class CohortSpec(Frozen):
     """Ordered by step."""
     base: ModelRef
     base_circuit_key: str
+    reward: str | None = None
+    """``with reward = "KEY"``: the trainer_state.json log_history key read as the reward (None: the
+    default choice, sparkql.store.cohorts.pick_reward_key)."""
 
 
 class InterveneSpec(Frozen):
@@ -241,6 +269,17 @@ class GradeSpec(Frozen):
     think: bool = True
     seed: int = 0
     """Seed of the GPQA option shuffle."""
+    extract: Literal["strict", "lenient"] = "strict"
+    """Answer extraction for math (strict: the last \\boxed{}; lenient: Math-Verify's order)."""
+
+    @model_serializer(mode="wrap")
+    def _omit_default_extract(self, handler):
+        # ``strict`` is what every grade step did before the option existed: leaving it out of
+        # the dump keeps those steps' keys (and results) valid.
+        data = handler(self)
+        if isinstance(data, dict) and data.get("extract") == "strict":
+            del data["extract"]
+        return data
 
 
 class AggregateSpec(Frozen):
@@ -297,7 +336,9 @@ class Step(Frozen):
     """The statement that produced this step."""
 
 
-class Plan(Frozen):
+class Plan(_OmitsUnset):
+    _OMIT_NONE: ClassVar[tuple[str, ...]] = ("warnings",)
+
     study: str
     """Path (or ``<text>``) of the study."""
     steps: list[Step]
@@ -306,9 +347,9 @@ class Plan(Frozen):
     """Generation backend the study asks for (``auto``, ``transformers`` or ``vllm``). Which one
     runs is decided at run time, per generate step, by
     ``sparkql.runtime.generation.backend.choose_backend`` (``sparkql plan`` shows its choice)."""
-    warnings: list[str] = Field(default_factory=list, exclude=True)
-    """What the compiler let through but the user should know (rows a dataset drops with
-    ``bad_rows = skip``); printed by check, plan and run. Not part of the plan's JSON."""
+    warnings: list[str] = Field(default_factory=list)
+    """The compiler's warnings, rendered (``file:line:col: warning: ...``, the line, a caret, a hint):
+    things a study may do but probably did not mean, such as a series that mixes two runs."""
 
     def by_key(self) -> dict[str, Step]:
         return {s.key: s for s in self.steps}

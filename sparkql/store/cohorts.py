@@ -126,8 +126,11 @@ REWARD_KEYS_EXACT = ["rewards/accuracy_reward/mean", "rewards/accuracy_reward"]
 
 
 def pick_reward_key(keys: set[str]) -> str | None:
-    """The ``log_history`` key read as the reward: TRL's accuracy reward, else another reward, else
-    the loss. The one picker: the cohort step and the TUI use it (figures read the stored key)."""
+    """The ``log_history`` key read as the reward when the study names none (``cohort SET with
+    reward = "KEY"`` overrides it): TRL's accuracy reward, else its total reward, else another
+    reward, else SFT's ``mean_token_accuracy`` (TRL's SFTTrainer logs it; a falling loss
+    correlated with newly activated heads would read backwards), else the loss. The one picker:
+    the cohort step and the TUI use it (figures read the stored key)."""
     for k in REWARD_KEYS_EXACT:
         if k in keys:
             return k
@@ -139,7 +142,7 @@ def pick_reward_key(keys: set[str]) -> str | None:
     others = sorted(k for k in keys if k.startswith("rewards/") and not k.endswith("/std"))
     if others:
         return others[0]
-    for k in ("train/reward", "loss", "train_loss"):
+    for k in ("train/reward", "mean_token_accuracy", "loss", "train_loss"):
         if k in keys:
             return k
     return None

@@ -34,6 +34,12 @@ MIGRATIONS: dict[int, list[str]] = {
         TABLES["cohort_members"],
         "ALTER TABLE evals ADD COLUMN IF NOT EXISTS grader VARCHAR",
     ],
+    3: [
+        "ALTER TABLE evals ADD COLUMN IF NOT EXISTS extract VARCHAR",
+        "ALTER TABLE evals ADD COLUMN IF NOT EXISTS regraded_from VARCHAR",
+        # every eval written before v3 was graded with the one rule there was: the last \boxed{}
+        "UPDATE evals SET extract = 'strict' WHERE extract IS NULL",
+    ],
 }
 
 

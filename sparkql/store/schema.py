@@ -12,7 +12,7 @@ Ids: ``model_id`` is ModelRef.model_id; ``circuit_id``, ``set_key``,
 them (content addresses), so the same work in two studies is one row.
 """
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 TABLES: dict[str, str] = {
     "meta": """
@@ -188,7 +188,9 @@ TABLES: dict[str, str] = {
             think BOOLEAN,
             backend VARCHAR,
             n_problems INTEGER,
-            grader VARCHAR             -- math | gsm8k | gpqa | triviaqa | exact (how `sparkql regrade` grades)
+            grader VARCHAR,            -- math | gsm8k | gpqa | triviaqa | exact (how `sparkql regrade` grades)
+            extract VARCHAR,           -- v3: strict | lenient, the answer-extraction rule of the samples' grades
+            regraded_from VARCHAR      -- v3: the eval whose completions these are (`sparkql regrade --extract`); NULL when generated
         )""",
     "samples": """
         CREATE TABLE IF NOT EXISTS samples (
@@ -208,7 +210,7 @@ TABLES: dict[str, str] = {
     "metrics": """
         CREATE TABLE IF NOT EXISTS metrics (
             eval_id VARCHAR,
-            metric VARCHAR,            -- pass@k | success@k | accuracy
+            metric VARCHAR,            -- pass@k | success@k | accuracy | ok | no_answer | truncated | timeout | error (status shares)
             k INTEGER,
             value DOUBLE,
             stderr DOUBLE
@@ -318,7 +320,8 @@ VIEWS: dict[str, str] = {
                  WHERE h.cohort_key = c.cohort_key AND h.origin = 'emergent' AND h.survives) AS n_surviving,
                any_value(c.n_base) AS n_base,
                any_value(c.reward_key) AS reward_key,
-               corr(c.reward, c.newly_activated) AS reward_newly_corr
+               -- undefined (fewer than two rewards, or a constant column) is NULL, not DuckDB's NaN
+               nullif(corr(c.reward, c.newly_activated), 'nan'::DOUBLE) AS reward_newly_corr
         FROM cohort_checkpoints c GROUP BY c.cohort_key""",
     "reward_curve": """
         CREATE OR REPLACE VIEW reward_curve AS
@@ -331,15 +334,30 @@ VIEWS: dict[str, str] = {
         WITH s AS (
             SELECT e.eval_id, e.model_id, m.label AS model, e.variant, e.dataset,
                    e.n, e.temperature, e.top_p, e.max_tokens, e.think,
+                   coalesce(e.extract, 'strict') AS extract, e.regraded_from,
                    x.metric, x.k, x.value, x.stderr
             FROM metrics x JOIN evals e USING (eval_id) LEFT JOIN models m USING (model_id))
         SELECT s.eval_id, s.model_id, s.model, s.variant, s.dataset, s.metric, s.k,
-               s.value, s.stderr, i.value AS intact_value, s.value - i.value AS delta
+               s.value, s.stderr, i.value AS intact_value, s.value - i.value AS delta, s.extract,
+               s.regraded_from
         FROM s LEFT JOIN s i
           ON i.variant = 'intact' AND i.model_id = s.model_id AND i.dataset = s.dataset
          AND i.metric = s.metric AND i.k IS NOT DISTINCT FROM s.k AND i.n = s.n
          AND i.temperature IS NOT DISTINCT FROM s.temperature
          AND i.top_p IS NOT DISTINCT FROM s.top_p
          AND i.max_tokens IS NOT DISTINCT FROM s.max_tokens
-         AND i.think IS NOT DISTINCT FROM s.think""",
+         AND i.think IS NOT DISTINCT FROM s.think
+         AND i.extract = s.extract  -- a lenient regrade is compared with the lenient intact eval
+         AND i.regraded_from IS NULL = s.regraded_from IS NULL""",
+    "eval_status": """
+        CREATE OR REPLACE VIEW eval_status AS
+        -- per eval: how many samples ended in each grading status, and how many are correct
+        SELECT e.eval_id, m.label AS model, e.variant, e.dataset, coalesce(e.extract, 'strict') AS extract,
+               e.regraded_from, count(s.sample_idx) AS samples, count_if(s.correct) AS correct,
+               count_if(s.status = 'ok') AS ok, count_if(s.status = 'no_answer') AS no_answer,
+               count_if(s.status = 'truncated') AS truncated, count_if(s.status = 'timeout') AS timeout,
+               count_if(s.status = 'error') AS error,
+               count_if(s.sample_idx IS NOT NULL AND s.status IS NULL) AS ungraded
+        FROM evals e LEFT JOIN models m USING (model_id) LEFT JOIN samples s USING (eval_id)
+        GROUP BY e.eval_id, m.label, e.variant, e.dataset, e.extract, e.regraded_from""",
 }

@@ -81,7 +81,7 @@ def test_regrade_repairs_a_wrong_grade_and_reports_it(db):
     assert r.returncode == 0, r.stderr
     assert "regraded 1 eval(s)" in r.stdout
     line = next(ln for ln in r.stdout.splitlines() if "ablate heads top 2" in ln)
-    assert line.split("│")[5].strip() == "1"  # the `changed` column
+    assert line.split("│")[6].strip() == "1"  # the `chg` (changed) column
     assert q(db, "SELECT correct FROM samples WHERE eval_id = 'e_ablate_000' AND problem_id = 'p3' AND sample_idx = 0") == [(True,)]
     assert q(db, "SELECT count(*) FROM metrics WHERE eval_id = 'e_ablate_000' AND metric = 'accuracy'") == [(1,)]
 

@@ -1,5 +1,5 @@
-"""Grading, metrics, the diff and `sparkql regrade`/`diff` never load torch, transformers or
-vLLM: they must work on a laptop that only reads a results store, and in the TUI."""
+"""Grading, metrics, the diff and `sparkql regrade`/`diff`/`grade` never load torch,
+transformers or vLLM: they must work on a laptop that only reads a results store, and in the TUI."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import sys
 MODULES = [
     "sparkql.runtime.grading.grader", "sparkql.runtime.grading.metrics", "sparkql.runtime.steps.grade",
     "sparkql.runtime.steps.aggregate", "sparkql.runtime.grading.qualitative", "sparkql.runtime.generation.vllm_backend", "sparkql.runtime.generation.backend",
-    "sparkql.cli.cmd_regrade", "sparkql.cli.cmd_diff",
+    "sparkql.cli.cmd_regrade", "sparkql.cli.cmd_diff", "sparkql.cli.cmd_grade",
+    "sparkql.runtime.grading.answers", "sparkql.runtime.grading.verify_pool", "sparkql.runtime.grading.files",
 ]
 
 

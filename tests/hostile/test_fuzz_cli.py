@@ -77,9 +77,8 @@ DATA: dict[str, tuple[str, bytes | None]] = {
 # ---- model directories: `check` (config) or `run` (weights) exits 2 -------------------------------
 MODELS_AT_CHECK = ["config_list", "config_not_json", "config_binary", "config_empty", "config_is_a_directory",
                    "no_config", "zero_heads", "string_size", "heads_not_dividing", "unknown_architecture",
-                   "deep_config", "negative_layers"]
-MODELS_AT_RUN = ["truncated_weights", "empty_weights", "garbage_header", "evil_pickle", "no_weights",
-                 "wrong_shapes"]
+                   "deep_config", "negative_layers", "no_weights"]
+MODELS_AT_RUN = ["truncated_weights", "empty_weights", "garbage_header", "evil_pickle", "wrong_shapes"]
 
 
 def _model(kind: str, tiny: Path, d: Path) -> Path:
@@ -104,6 +103,7 @@ def _model(kind: str, tiny: Path, d: Path) -> Path:
         case "evil_pickle": w.unlink(); _evil_checkpoint(m / "pytorch_model.bin", d / f"{kind}-ran")
         case "no_weights": w.unlink()
         case "wrong_shapes": edit_config(m, intermediate_size=48)
+        case "valid": pass
     return m
 
 
@@ -140,7 +140,7 @@ def tree(tiny_qwen2, tmp_path_factory) -> Path:
     (root / "data" / "truncated_parquet" / "d.parquet").write_bytes(real.read_bytes()[:-30])
     models = root / "models"
     models.mkdir()
-    for kind in MODELS_AT_CHECK + MODELS_AT_RUN:
+    for kind in MODELS_AT_CHECK + MODELS_AT_RUN + ["valid"]:
         _model(kind, tiny_qwen2, models)
     good = root / "good.spark"
     good.write_text(variants_study(tiny_qwen2, 2))
@@ -197,9 +197,11 @@ def test_hostile_data_file(tree, tmp_path, name):
     path = tree / "data" / name / fname
     declared = "gpqa" if fname.startswith("gpqa") else "d"
     f = tmp_path / "s.spark"
-    f.write_text(f'model m = "{tree / "models" / "no_weights"}"\ndataset {declared} = "{path}"\n'
+    f.write_text(f'model m = "{tree / "models" / "valid"}"\ndataset {declared} = "{path}"\n'
                  f"eval pass@k on {declared} for m\n")
-    assert_user_error(cli("check", str(f)), "s.spark:2:")
+    r = cli("check", str(f))
+    assert_user_error(r, "s.spark:2:")
+    assert "s.spark:1:" not in r.err  # the model is fine: only the data is reported
 
 
 @pytest.mark.parametrize("kind", MODELS_AT_CHECK)
@@ -248,7 +250,7 @@ def test_random_bytes_as_a_study_and_as_a_dataset(tree, tmp_path, blob):
     assert r.code in (0, 2) and (r.code == 0 or "error:" in r.err)
     data = tmp_path / "random.jsonl"
     data.write_bytes(blob)
-    f.write_text(f'model m = "{tree / "models" / "no_weights"}"\ndataset d = "{data}"\n')
+    f.write_text(f'model m = "{tree / "models" / "valid"}"\ndataset d = "{data}"\n')
     r = cli("check", str(f))
     _no_traceback(r)
     assert r.code in (0, 2) and (r.code == 0 or "error:" in r.err)

@@ -34,7 +34,7 @@ def test_a_config_that_is_a_json_list(tiny_qwen2, tmp_path, problems):
     assert_user_error(cli("check", str(tmp_path / "s.spark")), "config.json is not a JSON object (it holds a list)")
 
 
-def test_a_truncated_safetensors_file_fails_at_the_load_step(tiny_qwen2, tmp_path, problems):
+def test_a_truncated_safetensors_file_fails_where_the_weights_are_loaded(tiny_qwen2, tmp_path, problems):
     d = copy_model(tiny_qwen2, tmp_path / "m")
     w = d / "model.safetensors"
     size = w.stat().st_size
@@ -42,7 +42,7 @@ def test_a_truncated_safetensors_file_fails_at_the_load_step(tiny_qwen2, tmp_pat
     (tmp_path / "s.spark").write_text(eval_study(d, problems))
     assert cli("check", str(tmp_path / "s.spark")).code == 0  # weights are not read at check time
     r = cli("run", str(tmp_path / "s.spark"), "--db", str(tmp_path / "s.duckdb"), "-q")
-    assert_user_error(r, "s.spark:3:1: error: load m:", f"model.safetensors is truncated: its header describes {size} "
+    assert_user_error(r, "s.spark:3:1: error: generate probs with m:", f"model.safetensors is truncated: its header describes {size} "
                       f"bytes, the file holds {size // 2}", "hint: the copy or download was cut short")
 
 

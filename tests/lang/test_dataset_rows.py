@@ -47,7 +47,8 @@ def test_the_first_bad_row_is_refused_with_file_line_and_field(study_tree, messy
 def test_skip_drops_exactly_the_bad_rows_and_says_so(study_tree, messy):
     plan = _eval_plan(study_tree, messy, " with bad_rows = skip")
     (warning,) = plan.warnings
-    assert warning.startswith("dataset `d`: 4 of 7 rows of messy.jsonl dropped (bad_rows = skip): line 2: ")
+    assert warning.startswith("study.spark:2:13: warning: dataset `d`: 4 of 7 rows of messy.jsonl dropped "
+                              "(bad_rows = skip): line 2: ")  # located, with its caret, like an error
     gen = next(s for s in plan.steps if s.kind == "generate")
     assert gen.spec.dataset.bad_rows == "skip"
     # the run reads the same rows the check counted: the good ones, ids and values as written

@@ -1,7 +1,7 @@
 """A small hand-made study for the store and executor tests (no torch, no compiler).
 
-A base model and a 4-checkpoint series (directories with config.json and a
-trainer_state.json like the HF Trainer writes), a test-only ``circuit``
+A base model and a 4-checkpoint series (directories with config.json, an empty
+model.safetensors and a trainer_state.json like the HF Trainer writes), a test-only ``circuit``
 handler that writes known circuit heads (so cohorts are known exactly), and
 a Plan built from the real step specs: load_model -> circuit -> diff -> cohort
 -> heads. Imported both by the tests and by ``runner.py`` in subprocesses.
@@ -47,11 +47,13 @@ def make_model_dirs(root: Path) -> dict[int | None, Path]:
     base = root / "base"
     base.mkdir(exist_ok=True)
     (base / "config.json").write_text(json.dumps(config))
+    (base / "model.safetensors").write_bytes(b"")  # `check` wants weights beside config.json; none are read
     dirs[None] = base
     for s in STEPS:
         d = root / "run" / f"checkpoint-{s}"
         d.mkdir(parents=True, exist_ok=True)
         (d / "config.json").write_text(json.dumps(config))
+        (d / "model.safetensors").write_bytes(b"")
         hist = [{"step": t, "epoch": t / 400, "loss": 1.0 / t, "rewards/accuracy_reward": reward(t),
                  "reward": reward(t) + 0.5, "reward_std": 0.1, "learning_rate": 1e-6}
                 for t in range(10, s + 1, 10)]

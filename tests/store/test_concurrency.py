@@ -13,6 +13,7 @@ import pytest
 from sparkql.errors import SparkError
 from sparkql.store.api import connect
 from sparkql.store.lock import RunLock, is_held
+from sparkql.store.schema import SCHEMA_VERSION
 
 from .util import run_plan
 
@@ -89,7 +90,7 @@ def test_reader_waits_for_the_writers_transaction_then_reports_the_holder(tmp_pa
         t0 = time.monotonic()
         con = connect(db)  # default timeout: waits for the holder to let go
         waited = time.monotonic() - t0
-        assert con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == "2"
+        assert con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == str(SCHEMA_VERSION)
         con.close()
         assert waited > 0.3
     finally:

@@ -101,3 +101,23 @@ def test_prompts_render_like_the_eval_stack():
             assert render_prompt(tok, problem, think=think) == data.render_prompt(data.user_text(problem), think)
     pair = _rows("toy_pairs")[0]
     assert pair["clean"].startswith(render_prompt(tok, pair["problem"], instruction=""))
+
+
+def test_think_markers_are_ordinary_added_tokens(tmp_path):
+    """As in DeepSeek-R1-Distill's and Qwen3's tokenizers: one id each, not special, so a decoder that
+    skips special tokens (TRL, vLLM's default) keeps the reasoning; the chat markers stay special.
+    Checked through the class transformers picks for a qwen2 model directory too."""
+    from transformers import AutoTokenizer
+
+    from sparkql.runtime.models.tiny import make_tiny_model
+
+    text = "<|im_start|>assistant\n<think>\n1+2=3\n</think>\n\\boxed{3}<|im_end|>"
+    for tok in (AutoTokenizer.from_pretrained(make_tiny_model(tmp_path / "m"), local_files_only=True),):
+        ids = tok(text, add_special_tokens=False)["input_ids"]
+        think, end = tok.convert_tokens_to_ids(["<think>", "</think>"])
+        assert ids.count(think) == 1 and ids.count(end) == 1  # one id each, not split into characters
+        # every other character one token, and each marker one token
+        assert len(ids) == 1 + len("assistant\n") + 1 + len("\n1+2=3\n") + 1 + len("\n\\boxed{3}") + 1
+        assert tok.decode(ids, skip_special_tokens=True) == "assistant\n<think>\n1+2=3\n</think>\n\\boxed{3}"
+        special = set(tok.all_special_tokens)
+        assert "<think>" not in special and "</think>" not in special and "<|im_end|>" in special

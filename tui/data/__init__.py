@@ -20,7 +20,7 @@ from __future__ import annotations
 from sparkql.tui.data.cohort import CohortView, cohort_view
 from sparkql.tui.data.common import ALL_RUNS, Table
 from sparkql.tui.data.diff import DiffRow, EvalDiff, eval_diff
-from sparkql.tui.data.evals import eval_label, eval_table, intact_counterpart
+from sparkql.tui.data.evals import STATUS_METRICS, eval_label, eval_table, intact_counterpart
 from sparkql.tui.data.head_detail import HeadDetail, head_detail, head_name
 from sparkql.tui.data.headmap import HeadCell, HeadMap, default_circuit, head_map
 from sparkql.tui.data.runs import (
@@ -54,7 +54,7 @@ __all__ = [
     "HeadCell", "HeadMap", "default_circuit", "head_map",
     "HeadDetail", "head_detail", "head_name",
     "CohortView", "cohort_view",
-    "eval_label", "eval_table", "intact_counterpart",
+    "STATUS_METRICS", "eval_label", "eval_table", "intact_counterpart",
     "Sample", "problems", "samples",
     "DiffRow", "EvalDiff", "eval_diff",
     "QueryRefused", "QueryTimeout", "run_sql",

@@ -1,4 +1,5 @@
-"""The evaluations tab: intact vs variants, with deltas and standard errors."""
+"""The evaluations tab: intact vs variants, with deltas and standard errors, and each eval's
+samples by grading status (ok, no answer, truncated, timeout, error)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,18 @@ def _delta(value: float | None) -> Text:
         return Text("")
     style = "green" if value > 0 else "red" if value < 0 else "dim"
     return Text(f"{value:+.3f}", style=style)
+
+
+def _statuses(r, idx) -> Text:
+    """The eval's samples by grading status: answered, no answer, truncated, timeout, error.
+    Timeouts and errors are counted wrong without saying anything about the model: red."""
+    counts = [int(r[idx[s]] or 0) for s in data.STATUS_METRICS]
+    text = Text("/".join(str(c) for c in counts[:3]) + "/")
+    for j, c in enumerate(counts[3:]):
+        text.append(str(c), style="bold red" if c else "")
+        if j == 0:
+            text.append("/")
+    return text
 
 
 class EvalsView(LazyLoad, Vertical):
@@ -62,7 +75,8 @@ class EvalsView(LazyLoad, Vertical):
         table = self.query_one(DataTable)
         keep = table.cursor_row
         table.clear(columns=True)
-        table.add_columns("", "dataset", "model", "variant", "metric", "value", "±stderr", "Δ vs intact")
+        table.add_columns("", "dataset", "model", "variant", "metric", "value", "±stderr", "Δ vs intact",
+                          "ok/none/trunc/t-o/err")
         idx = {c: i for i, c in enumerate(t.columns)}
         self._row_evals = []
         for i, r in enumerate(t.rows):
@@ -77,10 +91,11 @@ class EvalsView(LazyLoad, Vertical):
                 Text(f"{r[idx['value']]:.3f}") if r[idx["value"]] is not None else fmt(None),
                 Text(f"±{r[idx['stderr']]:.3f}", style="dim") if r[idx["stderr"]] is not None else fmt(None),
                 _delta(r[idx["delta"]]),
+                _statuses(r, idx),
                 key=f"{i}",
             )
         if not t.rows:
-            table.add_row("", "no evaluations in this store yet", "", "", "", "", "", "")
+            table.add_row("", "no evaluations in this store yet", "", "", "", "", "", "", "")
         elif keep < len(t.rows):
             table.move_cursor(row=keep, animate=False)
         self._apply_focus()
