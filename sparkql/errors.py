@@ -11,7 +11,7 @@ that says what to do about it.
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterable
 
 from pydantic import BaseModel, ConfigDict
@@ -30,6 +30,10 @@ class Span(BaseModel):
     """Character offset of the start (0-based), for slicing the source."""
     end_pos: int = 0
     """Character offset one past the end."""
+
+
+_SHOWN = 120
+"""Characters of a source line shown under an error at most."""
 
 
 @dataclass
@@ -80,11 +84,42 @@ class SparkError(Exception):
                     width = max(self.span.end_column - self.span.column, 1)
                 else:
                     width = max(len(text) - start, 1)
+                if len(text) > _SHOWN:  # a generated line of thousands of characters: a window on the span
+                    lo = max(0, min(start - 20, len(text) - _SHOWN))
+                    hi = lo + _SHOWN
+                    width = max(min(width, hi - start), 1)
+                    text = ("..." if lo else "") + text[lo:hi] + ("..." if hi < len(text) else "")
+                    start = start - lo + (3 if lo else 0)
                 lines.append(f"  {text}")
                 lines.append("  " + " " * start + "^" * width)
         if self.hint:
             lines.append(f"hint: {self.hint}")
         return "\n".join(lines)
+
+
+@dataclass
+class SparkErrors(SparkError):
+    """Several independent mistakes in one file (``sparkql check`` reports them all, each with
+    its caret). Raised only for two or more: one mistake is raised as itself."""
+
+    errors: list[SparkError] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, errors: list[SparkError]) -> SparkError:
+        """The single error itself, or a group of several."""
+        if len(errors) == 1:
+            return errors[0]
+        first = errors[0]
+        return cls(message=f"{first.message} (and {len(errors) - 1} more error(s))", file=first.file,
+                   source=first.source, errors=list(errors))
+
+    def with_source(self, file: str | None, source: str | None) -> "SparkError":
+        for e in self.errors:
+            e.with_source(file, source)
+        return super().with_source(file, source)
+
+    def render(self) -> str:
+        return "\n".join(e.render() for e in self.errors) + f"\n{len(self.errors)} errors"
 
 
 def did_you_mean(word: str, candidates: Iterable[str]) -> str | None:

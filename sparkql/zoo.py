@@ -213,4 +213,5 @@ def is_built(preset: str | None = None) -> bool:
 def model_shape(preset: str | None = None) -> dict:
     """The zoo models' shape, as the compiler reports it for a not-yet-built model."""
     m = recipe(preset)["model"]
-    return {k: m[k] for k in ("architecture", "n_layers", "n_heads", "n_kv_heads", "head_dim", "hidden_size")}
+    shape = {k: m[k] for k in ("architecture", "n_layers", "n_heads", "n_kv_heads", "head_dim", "hidden_size")}
+    return {**shape, "context_length": m["max_positions"]}

@@ -18,7 +18,8 @@ HEAVY = {"torch", "transformers", "nnsight", "vllm", "textual", "textual_plotext
 ALLOWED: dict[str, tuple[set[str], set[str]]] = {
     "sparkql.lang": ({"sparkql.errors", "sparkql.lang", "sparkql.plan.steps", "sparkql.plan.fingerprint",
                       "sparkql.builtins", "sparkql.zoo", "sparkql.runtime.models.adapters",
-                      "sparkql.runtime.models.config", "sparkql.runtime.models.checkpoint"}, set()),
+                      "sparkql.runtime.models.config", "sparkql.runtime.models.checkpoint",
+                      "sparkql.runtime.datasets"}, set()),
     "sparkql.plan": ({"sparkql.errors", "sparkql.lang", "sparkql.plan", "sparkql.zoo"}, set()),
     "sparkql.store": ({"sparkql.errors", "sparkql.store"}, set()),
     "sparkql.runtime.datasets": ({"sparkql.errors", "sparkql.plan.steps", "sparkql.builtins"}, set()),

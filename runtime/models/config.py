@@ -24,6 +24,9 @@ def read_config(model_dir: str | Path) -> dict:
     except FileNotFoundError as e:
         raise SparkError(f"model directory {model_dir} has no config.json",
                          hint='point `model NAME = "..."` at a local Hugging Face model directory') from e
+    except RecursionError:
+        raise SparkError(f"cannot read {f}: it nests JSON too deeply", hint="config.json must be a JSON object "
+                         "(as transformers writes it)") from None
     except (OSError, UnicodeDecodeError, ValueError) as e:
         raise SparkError(f"cannot read {f}: {e}", hint="config.json must be a JSON object (as transformers writes it)") from e
     if not isinstance(config, dict):
@@ -56,6 +59,12 @@ def model_shape(config: dict, where: str = "model") -> ModelShape:
     if n_heads % n_kv:
         raise SparkError(f"{where}: num_attention_heads {n_heads} is not a multiple of num_key_value_heads {n_kv}",
                          hint="config.json is damaged")
+    # Sizes transformers reads as integers too: a string or a negative here fails deep inside
+    # from_pretrained, so say it now (and at `sparkql check`).
+    for key in ("intermediate_size", "vocab_size", "max_position_embeddings"):
+        if config.get(key) is not None:
+            number(key)
+    context = number("max_position_embeddings") if config.get("max_position_embeddings") is not None else None
     arch = config.get("architectures") or [config.get("model_type", "?")]
     return ModelShape(
         architecture=str(arch[0]) if isinstance(arch, list) and arch else str(arch),
@@ -64,6 +73,7 @@ def model_shape(config: dict, where: str = "model") -> ModelShape:
         n_kv_heads=n_kv,
         head_dim=head_dim(config),
         hidden_size=hidden,
+        context_length=context,
     )
 
 

@@ -7,6 +7,8 @@ passes see every attention op (sdpa hides them from hooks in some versions).
 
 from __future__ import annotations
 
+import pickle
+import re
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -18,6 +20,7 @@ from sparkql.errors import SparkError
 from sparkql.plan.steps import ModelRef, ModelShape
 from sparkql.runtime.models.adapters import Adapter, adapter_for_config
 from sparkql.runtime.models.config import model_shape, read_config
+from sparkql.runtime.models.weights import check_weight_files
 
 DTYPES = {"fp64": torch.float64, "fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -99,6 +102,9 @@ def load_model(path: str | Path, dtype: str = "auto", device: str = "auto", ref:
     weights = local_dir(base) if base is not None else d
     config = read_config(weights)
     adapter = adapter_for_config(config, where=str(weights))
+    check_weight_files(weights)
+    if weights != d:
+        check_weight_files(d)  # the adapter's own safetensors
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
     try:
@@ -111,6 +117,10 @@ def load_model(path: str | Path, dtype: str = "auto", device: str = "auto", ref:
             model = merge_adapter(model, d)
     except torch.OutOfMemoryError as e:  # pragma: no cover - GPU only
         raise SparkError(f"out of memory loading {d}", hint="use a smaller dtype (`set dtype = bf16`) or `set device = cpu`") from e
+    except pickle.UnpicklingError as e:
+        raise _refused(weights, e) from None
+    except _LOAD_ERRORS as e:
+        raise _cannot_load(d, "the model", e) from None
     model.to(dev)
     model.eval()
     if base is not None:
@@ -119,10 +129,44 @@ def load_model(path: str | Path, dtype: str = "auto", device: str = "auto", ref:
         tok_dir = tokenizer_dir(d, weights)
     else:
         tok_dir = d
-    tokenizer = AutoTokenizer.from_pretrained(tok_dir, local_files_only=True, trust_remote_code=trust_remote_code)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(tok_dir, local_files_only=True, trust_remote_code=trust_remote_code)
+    except _LOAD_ERRORS as e:
+        raise _cannot_load(d, "the tokenizer", e) from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return LoadedModel(ref=ref, path=d, model=model, tokenizer=tokenizer, adapter=adapter, config=config, device=dev, dtype=dt)
+
+
+# What transformers raises for a directory it cannot make a model of: a missing or unreadable
+# weight file (OSError), a config value of the wrong type (ValueError, TypeError; huggingface_hub's
+# strict-dataclass errors are ValueErrors), weights of the wrong shape (RuntimeError), a damaged
+# safetensors file (SafetensorError, an OSError subclass in recent versions, caught by name otherwise).
+_LOAD_ERRORS: tuple[type[BaseException], ...] = (OSError, ValueError, TypeError, KeyError, RuntimeError)
+try:
+    from safetensors import SafetensorError
+
+    _LOAD_ERRORS += (SafetensorError,)
+except ImportError:  # pragma: no cover
+    pass
+
+
+def _cannot_load(d: Path, what: str, e: BaseException) -> SparkError:
+    first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    return SparkError(f"cannot load {what} in {d}: {first}",
+                      hint="the directory must hold a complete Hugging Face model (config.json, weights, tokenizer) "
+                      "that this version of transformers reads")
+
+
+def _refused(d: Path, e: BaseException) -> SparkError:
+    """torch's weights-only unpickler met something that is not a tensor, a number or a container."""
+    found = re.search(r"GLOBAL ([\w.]+)", str(e))
+    what = f"it asks to import {found.group(1)}" if found else "it holds Python objects that are not weights"
+    files = ", ".join(sorted(p.name for p in d.glob("*.bin"))) or "a .bin file"
+    return SparkError(f"refused to load {d}/{files}: torch's weights-only loader rejected it ({what}); "
+                      "nothing in the file was run",
+                      hint="a pickle checkpoint can run code when loaded; use a safetensors copy of the model "
+                      "(model.safetensors), converted by someone you trust")
 
 
 class ModelCache:
@@ -134,7 +178,8 @@ class ModelCache:
     def get(self, ref: ModelRef, dtype: str = "auto", device: str = "auto") -> LoadedModel:
         k = (ref.model_id, dtype, device)
         if k not in self._cache:
-            self._cache[k] = load_model(ref.path, dtype, device, ref=ref, base=ref.base)
+            self._cache[k] = load_model(ref.path, dtype, device, ref=ref, base=ref.base,
+                                        trust_remote_code=ref.trust_remote_code)
         return self._cache[k]
 
     def release(self, model_id: str) -> None:

@@ -57,9 +57,9 @@ _INCORRECT = re.compile(r"^Incorrect Answer \d+$")
 def _gpqa_choices_from_columns(spec: GenerateSpec, rows: list[dict]) -> None:
     """GPQA's own files keep the wrong options in columns ``Incorrect Answer 1..3``: without a
     ``choices`` role, take them from there (row order is the file's, as in load_rows)."""
-    from sparkql.runtime.datasets import read_records
+    from sparkql.runtime.datasets import usable_records
 
-    records = read_records(spec.dataset.path, spec.dataset.format)
+    records = usable_records(spec.dataset)
     for i, (row, rec) in enumerate(zip(rows, records)):
         wrong = [str(rec[k]).strip() for k in sorted(rec) if _INCORRECT.match(str(k)) and rec[k] not in (None, "")]
         if not wrong:

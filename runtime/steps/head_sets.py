@@ -23,8 +23,7 @@ from sparkql.runtime.execution.context import RunContext, StepOutput
 Head = tuple[int, int]
 
 
-def evaluate_head_expr(expr: HeadExpr, ctx: RunContext) -> dict[Head, float]:
-    """Evaluate a head expression against the store: {(layer, head): score}."""
+def _leaf(expr: HeadExpr, ctx: RunContext) -> dict[Head, float]:
     op = expr.op
     if op == "circuit":
         if not ctx.query("SELECT count(*) FROM circuits WHERE circuit_id = ?", [expr.ref])[0][0]:
@@ -41,7 +40,10 @@ def evaluate_head_expr(expr: HeadExpr, ctx: RunContext) -> dict[Head, float]:
         return {(int(l), int(h)): float(s or 0.0) for l, h, s in rows}
     if op == "literal":
         return {(int(l), int(h)): 0.0 for l, h in expr.heads}
-    parts = [evaluate_head_expr(a, ctx) for a in expr.args]
+    raise ValueError(f"unknown head expression op {op!r}")
+
+
+def _combine(op: str, parts: list[dict[Head, float]]) -> dict[Head, float]:
     if not parts:
         return {}
     if op == "union":
@@ -55,6 +57,27 @@ def evaluate_head_expr(expr: HeadExpr, ctx: RunContext) -> dict[Head, float]:
     if op == "minus":
         return {h: s for h, s in parts[0].items() if not any(h in p for p in parts[1:])}
     raise ValueError(f"unknown head expression op {op!r}")
+
+
+def evaluate_head_expr(expr: HeadExpr, ctx: RunContext) -> dict[Head, float]:
+    """Evaluate a head expression against the store: {(layer, head): score}. Post-order with an
+    explicit stack, so the depth of an expression is never Python's recursion limit."""
+    values: list[dict[Head, float]] = []
+    stack: list[tuple[HeadExpr, bool]] = [(expr, False)]
+    while stack:
+        node, ready = stack.pop()
+        if node.op not in ("union", "intersect", "minus"):
+            values.append(_leaf(node, ctx))
+        elif not ready:
+            stack.append((node, True))
+            stack.extend((a, False) for a in reversed(node.args))
+        else:
+            n = len(node.args)
+            parts = values[len(values) - n:] if n else []
+            del values[len(values) - n:]
+            values.append(_combine(node.op, parts))
+    (result,) = values
+    return result
 
 
 def rank_heads(scores: dict[Head, float], top_k: int | None = None) -> list[tuple[Head, float, int]]:

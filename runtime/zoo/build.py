@@ -74,6 +74,35 @@ def build_zoo(out_dir: str | Path | None = None, preset: str | None = None, forc
     name = layout_mod.preset_name(preset)
     rhash = layout_mod.recipe_hash(name)
     root = Path(out_dir).resolve() if out_dir else layout_mod.cache_root(name)
+    if not _is_complete(root, rhash) or force:
+        _check_writable(root.parent)  # before minutes of training, not after
+    try:
+        return _build_locked(root, name, rhash, force, log)
+    except OSError as e:
+        if e.filename is None or not str(e.filename).startswith(str(root.parent)):
+            raise
+        raise _unwritable(root.parent, e) from None
+
+
+def _unwritable(d: Path, e: OSError):
+    from sparkql.errors import SparkError
+
+    return SparkError(f"cannot write the zoo cache {d}: {e.strerror or e}",
+                      hint="set SPARKQL_ZOO_DIR to a writable directory with free space, "
+                      "or build elsewhere: sparkql zoo build --out DIR")
+
+
+def _check_writable(d: Path) -> None:
+    probe = d / f".write-probe-{os.getpid()}"
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise _unwritable(d, e) from None
+
+
+def _build_locked(root: Path, name: str, rhash: str, force: bool, log: Log) -> dict:
     with _exclusive(root.parent / f".{root.name}.lock", log):
         if not force and _is_complete(root, rhash):
             log(f"zoo already built: {root}")

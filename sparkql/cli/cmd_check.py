@@ -7,10 +7,13 @@ import json
 import click
 
 from sparkql.cli.common import generation_backends, print_error, print_warnings
-from sparkql.errors import SparkError
+from sparkql.errors import SparkError, SparkErrors
 
 
 def error_json(e: SparkError) -> dict:
+    """One error as JSON; a group of several (SparkErrors) is its first error plus ``errors``, all of them."""
+    if isinstance(e, SparkErrors):
+        return {**error_json(e.errors[0]), "rendered": e.render(), "errors": [error_json(x) for x in e.errors]}
     span = e.span.model_dump(include={"line", "column", "end_line", "end_column"}) if e.span else None
     return {"message": e.message, "file": e.file, "span": span, "hint": e.hint, "rendered": e.render()}
 
@@ -19,7 +22,7 @@ def error_json(e: SparkError) -> dict:
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def check(files: tuple[str, ...], as_json: bool) -> None:
-    """Compile FILES and report errors (file:line:col, caret, hint)."""
+    """Compile FILES and report errors (file:line:col, caret, hint): every independent error of a file."""
     from sparkql.plan.compile import compile_file
 
     results, failed = [], False

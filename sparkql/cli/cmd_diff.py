@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import click
 
-from sparkql.cli.common import console, db_option
+from sparkql.cli.common import console, db_option, require_tables
 
 
 def _tail(text: str, chars: int) -> str:
@@ -63,6 +63,7 @@ def diff(a: str, b: str, db: str, dataset: str | None, limit: int, chars: int) -
     con = open_db(db)
     try:
         require_current_schema(con, db)
+        require_tables(con, db, "evals", "models", "samples")
         query = lambda sql, params: con.execute(sql, params).fetchall()  # noqa: E731
         pairs = Q.pair(Q.resolve(query, a, dataset), Q.resolve(query, b, dataset))
         results = [Q.diff(query, ea, eb) for ea, eb in pairs]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from sparkql.cli.common import console, db_option
+from sparkql.cli.common import console, db_option, writing
 from sparkql.errors import SparkError, known_names_hint
 
 
@@ -39,10 +39,13 @@ def export_relation(con, name: str, fmt: str, out: str) -> int:
     rels = _relations(con)
     if name not in rels:
         raise SparkError(f"no table or view named {name}", hint=known_names_hint(name, rels, "tables and views"))
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    import duckdb
+
     n = con.execute(f'SELECT count(*) FROM "{name}"').fetchall()[0][0]
     opts = "FORMAT parquet" if fmt == "parquet" else "FORMAT csv, HEADER true"
-    con.execute(f"COPY (SELECT * FROM \"{name}\") TO '{_sql_str(out)}' ({opts})")
+    with writing(out, duckdb.IOException):
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        con.execute(f"COPY (SELECT * FROM \"{name}\") TO '{_sql_str(out)}' ({opts})")
     return n
 
 
@@ -77,8 +80,9 @@ def export(target: str, circuit_id: str | None, db: str, fmt: str | None, out: s
         con = open_db(db)
         try:
             full = resolve_circuit_id(con, circuit_id)
-            Path(out).parent.mkdir(parents=True, exist_ok=True)
-            export_circuit(con, full, fmt, out)
+            with writing(out):
+                Path(out).parent.mkdir(parents=True, exist_ok=True)
+                export_circuit(con, full, fmt, out)
         finally:
             con.close()
         console.print(f"wrote circuit {full[:12]} ({fmt}) to {out}")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
-from sparkql.cli.common import console, db_option
+from sparkql.cli.common import console, db_option, require_tables, writing
 
 
 @click.command("figures")
@@ -20,11 +22,15 @@ def figures(db: str, out: str, only: tuple[str, ...], formats: tuple[str, ...]) 
     pass@k / success@k curves (5) and the intact-vs-variant score table."""
     from sparkql.figures import draw_all
     from sparkql.store.connection import open_db, require_current_schema
+    from sparkql.store.schema import TABLES
 
     con = open_db(db)
     try:
         require_current_schema(con, db)
-        results = draw_all(con, out, list(only) or None, tuple(formats) or ("png", "svg"))
+        require_tables(con, db, *TABLES)
+        with writing(out):  # also when there is nothing to draw: an unwritable --out is said now
+            Path(out).mkdir(parents=True, exist_ok=True)
+            results = draw_all(con, out, list(only) or None, tuple(formats) or ("png", "svg"))
     finally:
         con.close()
     for r in results:

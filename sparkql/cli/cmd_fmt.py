@@ -2,11 +2,33 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
 from pathlib import Path
 
 import click
 
-from sparkql.cli.common import console, err_console
+from sparkql.cli.common import console, err_console, writing
+from sparkql.errors import SparkError
+
+
+def _rewrite(p: Path, text: str) -> None:
+    """Replace the study with its formatted text: written beside it and renamed over it, so a full
+    disk or a kill midway leaves the original whole. A file without write permission is refused
+    (a rename would replace it regardless)."""
+    if not os.access(p, os.W_OK):
+        raise SparkError(f"cannot rewrite {p}: it is read-only",
+                         hint=f"make it writable, or print the formatted text instead: sparkql fmt {p}")
+    tmp = p.with_name(f".{p.name}.{os.getpid()}.fmt")
+    try:
+        with writing(p):
+            tmp.write_text(text, encoding="utf-8")
+            shutil.copymode(p, tmp)
+            os.replace(tmp, p)
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
 
 
 @click.command("fmt")
@@ -28,7 +50,7 @@ def fmt(files: tuple[str, ...], check_only: bool, write: bool) -> None:
                 err_console.print(f"would reformat {f}")
         elif write:
             if out != text:
-                Path(f).write_text(out, encoding="utf-8")
+                _rewrite(Path(f), out)
                 err_console.print(f"reformatted {f}")
         else:
             click.echo(out, nl=False)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+import sys
 
 import click
 
-from sparkql.cli.common import console, db_option, print_warnings
+from sparkql.cli.common import PipeSafeStdout, console, db_option, print_warnings
 from sparkql.errors import SparkError
 
 
@@ -91,13 +92,23 @@ def run(ctx: click.Context, file: str, db: str, dry_run: bool, device, backend, 
     With --cluster, independent steps run at the same time on Ray workers; this
     process still writes the store, with the same guarantees.
     """
+    real_stdout = sys.stdout
+    sys.stdout = PipeSafeStdout(real_stdout)
+    try:
+        _run(ctx, file, db, dry_run, device, backend, memory, vllm_memory, batch_size, partial, quiet, log_file,
+             cluster_options(cluster, workers=workers, worker_cpus=worker_cpus, worker_gpus=worker_gpus,
+                             worker_resources=worker_resources, retries=retries, tensor_parallel=tensor_parallel))
+    finally:
+        sys.stdout = real_stdout
+
+
+def _run(ctx, file, db, dry_run, device, backend, memory, vllm_memory, batch_size, partial, quiet, log_file,
+         cluster_opts) -> None:
     from sparkql.plan.compile import compile_file, read_study
     from sparkql.runtime.execution.executor import execute
 
     from sparkql.lang.options import parse_share
 
-    cluster_opts = cluster_options(cluster, workers=workers, worker_cpus=worker_cpus, worker_gpus=worker_gpus,
-                                   worker_resources=worker_resources, retries=retries, tensor_parallel=tensor_parallel)
     plan = compile_file(file)
     print_warnings(plan)
     overrides = {"device": device, "backend": backend, "memory": memory, "batch_size": batch_size,

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import click
 
-from sparkql.cli.common import console, db_option
+from sparkql.cli.common import console, db_option, writing
 from sparkql.errors import SparkError
 
 
@@ -160,8 +160,9 @@ def sql(query: str, db: str, fmt: str, out: str | None, write: bool, limit: int)
                 raise query_error(e, con, db) from None
             import pyarrow.parquet as pq
 
-            Path(out).parent.mkdir(parents=True, exist_ok=True)
-            pq.write_table(table, out)
+            with writing(out):
+                Path(out).parent.mkdir(parents=True, exist_ok=True)
+                pq.write_table(table, out)
             console.print(f"wrote {table.num_rows} row(s) to {out}")
             return
         try:
@@ -185,9 +186,10 @@ def sql(query: str, db: str, fmt: str, out: str | None, write: bool, limit: int)
         print_table(columns, rows, None if limit == 0 else limit)
         return
     if out:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        with open(out, "w", newline="", encoding="utf-8") as f:
-            write_rows(fmt, columns, rows, f)
+        with writing(out):
+            Path(out).parent.mkdir(parents=True, exist_ok=True)
+            with open(out, "w", newline="", encoding="utf-8") as f:
+                write_rows(fmt, columns, rows, f)
         console.print(f"wrote {len(rows)} row(s) to {out}")
     else:
         buf = io.StringIO()

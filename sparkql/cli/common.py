@@ -6,8 +6,10 @@ never pays for importing rich.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from typing import Iterator
 
 import click
 
@@ -40,6 +42,29 @@ db_option = click.option(
     show_default="sparkql.duckdb (or $SPARKQL_DB)",
     help="The DuckDB results store.",
 )
+
+
+@contextlib.contextmanager
+def writing(path: str | os.PathLike, *also: type[BaseException]) -> Iterator[None]:
+    """Writing an output file (--out, fmt -w): a failure (read-only file system, no permission, a
+    full disk, a parent that is a file) is a SparkError naming the file and the reason. ``also``:
+    more exception types that mean the same (DuckDB's IOException for COPY ... TO)."""
+    try:
+        yield
+    except (OSError, *also) as e:
+        reason = getattr(e, "strerror", None) or str(e).strip().splitlines()[0]
+        raise SparkError(f"cannot write {os.fspath(path)}: {reason}",
+                         hint="choose a place you can write (a writable directory with free space)") from None
+
+
+def require_tables(con, db: str, *tables: str) -> None:
+    """A command that reads sparkql's tables, on a DuckDB file that lacks them: say so (instead of
+    DuckDB's "Table with name evals does not exist")."""
+    have = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main'").fetchall()}
+    missing = [t for t in tables if t not in have]
+    if missing:
+        raise SparkError(f"{db} is not a sparkql results store (it has no {missing[0]} table)", file=db,
+                         hint="point --db at a store written by `sparkql run`")
 
 
 def print_error(err: SparkError) -> None:
@@ -75,7 +100,8 @@ def run_cli(group: click.Group, argv: list[str] | None) -> int:
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         return 130
-    except BrokenPipeError:  # pragma: no cover - `sparkql sql ... | head`
+    except BrokenPipeError:  # `sparkql sql ... | head`: the reader has what it wanted
+        _stdout_to_devnull()  # or the interpreter's last flush fails again, noisily
         return 0
 
 
@@ -86,3 +112,48 @@ def generation_backends(plan) -> list:
 
     asked = dict.fromkeys((s.exec.backend, s.exec.device) for s in plan.steps if s.kind == "generate")
     return list(dict.fromkeys(choose_backend(b, d) for b, d in asked))
+
+
+def _stdout_to_devnull() -> None:
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # a captured stdout (tests)
+        return
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, fd)
+    os.close(null)
+
+
+class PipeSafeStdout:
+    """sys.stdout for `sparkql run`: when the reader of a pipe goes away (`sparkql run ... | head -1`)
+    the run must not die of it halfway (that is a run killed for its progress lines). Output is
+    dropped from then on, the computation goes on into the store, and stderr says so once."""
+
+    def __init__(self, stream) -> None:
+        self._stream = stream
+        self.broken = False
+
+    def write(self, text: str) -> int:
+        if not self.broken:
+            try:
+                return self._stream.write(text)
+            except BrokenPipeError:
+                self._drop()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.broken:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                self._drop()
+
+    def _drop(self) -> None:
+        self.broken = True
+        _stdout_to_devnull()
+        click.echo("sparkql: the reader of stdout went away (broken pipe); the run goes on, without printing, "
+                   "and saves everything to the store", err=True)
+
+    def __getattr__(self, name):  # isatty, fileno, encoding, ... as the real stream has them
+        return getattr(self._stream, name)
+

@@ -9,6 +9,7 @@ they are carried over from the source by line).
 from __future__ import annotations
 
 from sparkql.lang import ast as A
+from sparkql.lang import setexpr
 from sparkql.lang.parser import parse
 
 _PRECEDENCE = {"union": 1, "intersect": 2, "minus": 3}
@@ -55,17 +56,23 @@ def fmt_head(h: A.HeadLit) -> str:
     return f"L{h.layer}H{h.head}"
 
 
-def fmt_set_expr(e, parent: int = 0, right_side: bool = False) -> str:
-    if isinstance(e, A.SetName):
-        return e.ref.name.name + fmt_selector(e.ref.selector)
-    if isinstance(e, A.SetLiteral):
-        return "{" + ", ".join(fmt_head(h) for h in e.heads) + "}"
-    prec = _PRECEDENCE[e.op]
-    text = f"{fmt_set_expr(e.left, prec)} {_OP_SYMBOL[e.op]} {fmt_set_expr(e.right, prec, right_side=True)}"
-    # Operators are left-associative: a right operand of equal precedence needs parentheses.
-    if prec < parent or (right_side and prec == parent):
-        return f"({text})"
-    return text
+def fmt_set_expr(e) -> str:
+    """An expression with parentheses only where precedence needs them. Chains of one operator
+    print flat (``a | (b | c)`` is ``a | b | c``), a difference on the right keeps its own:
+    ``a - (b - c)``. Folded without recursion (sparkql.lang.setexpr)."""
+
+    def leaf(x) -> tuple[str, str | None]:
+        if isinstance(x, A.SetName):
+            return x.ref.name.name + fmt_selector(x.ref.selector), None
+        return "{" + ", ".join(fmt_head(h) for h in x.heads) + "}", None
+
+    def group(node, parts: list[tuple[str, str | None]]) -> tuple[str, str | None]:
+        prec = _PRECEDENCE[node.op]
+        shown = [f"({text})" if op is not None and (_PRECEDENCE[op] < prec or op == node.op) else text
+                 for text, op in parts]
+        return f" {_OP_SYMBOL[node.op]} ".join(shown), node.op
+
+    return setexpr.fold(e, leaf, group)[0]
 
 
 def _with(opts: list[A.Option]) -> str:

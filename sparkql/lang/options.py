@@ -28,6 +28,19 @@ class OptionSpec:
     default: Any = None
 
 
+MAX_TOKENS = 2**24
+"""Token counts beyond any model's context (and within the store's INTEGER columns)."""
+MAX_MEMORY = 2**50
+"""1 PiB: a memory budget beyond any machine."""
+MAX_SCALE = 1e6
+"""Largest |factor| of `scale ... by F`: beyond it any dtype overflows to inf."""
+
+
+def bound_text(v: float) -> str:
+    """A bound as the user would write it: 4294967295, not 4.29497e+09."""
+    return str(int(v)) if float(v).is_integer() and abs(v) < 1e16 else f"{v:g}"
+
+
 def _o(name, type, doc, choices=(), min=None, max=None, default=None):
     return OptionSpec(name, type, doc, tuple(choices), min, max, default)
 
@@ -35,7 +48,7 @@ def _o(name, type, doc, choices=(), min=None, max=None, default=None):
 DTYPE = _o("dtype", "enum", "Weights dtype: fp64 (CPU verification), fp32, bf16, fp16, auto (bf16 on GPU, fp32 on CPU).",
            ["fp64", "fp32", "bf16", "fp16", "auto"], default="auto")
 DEVICE = _o("device", "enum", "Where models run.", ["cpu", "cuda", "auto"], default="auto")
-SEED = _o("seed", "int", "Seed for sampling, corruption and bootstrap.", min=0, default=0)
+SEED = _o("seed", "int", "Seed for sampling, corruption and bootstrap.", min=0, max=2**32 - 1, default=0)
 THINK = _o("think", "bool", "Chat-template thinking on/off for this statement.", default=True)
 SYSTEM = _o("system", "str", "System prompt (none by default).")
 MEMORY = _o("memory", "size", "Memory budget for fused IG batching, e.g. \"8GiB\" (default: a safe share of free memory).")
@@ -44,15 +57,16 @@ BACKEND = _o("backend", "enum", "Generation backend: vllm (optional extra; GPU, 
 VLLM_MEMORY = _o("vllm_memory", "share", "Memory a vLLM engine takes: a fraction of the device's memory (0.8: vLLM's "
                  "gpu_memory_utilization; on a CPU, of the memory node) or a KV cache size such as \"2GiB\" "
                  "(default: 0.8 on a GPU, a 1GiB KV cache on a CPU).")
-BATCH = _o("batch_size", "int", "Rows per forward pass (execution only; never part of a result's key).", min=1)
+BATCH = _o("batch_size", "int", "Rows per forward pass (execution only; never part of a result's key).", min=1,
+           max=65536)
 
 EXTRACT = _o("extract", "enum", "Answer extraction for math grading: strict (the last \\boxed{} after </think>, "
              "the paper's rule) or lenient (Math-Verify's order: boxed, \"final answer is\", \"Answer:\", then the last "
              "LaTeX or plain value).", ["strict", "lenient"], default="strict")
 
 CIRCUIT_OPTIONS = {o.name: o for o in [
-    _o("steps", "int", "Integrated-gradients steps m.", min=1, default=100),
-    _o("top_n", "int", "Edges kept by |score| before pruning.", min=1, default=5000),
+    _o("steps", "int", "Integrated-gradients steps m.", min=1, max=10_000, default=100),
+    _o("top_n", "int", "Edges kept by |score| before pruning.", min=1, max=10**9, default=5000),
     _o("tau", "float", "Simplification threshold on |score| after top-n.", min=0, default=0.1),
     _o("metric", "enum", "Metric L: kl (KL from the clean next-token distribution), logit_diff, prob.",
        ["kl", "logit_diff", "prob"], default="kl"),
@@ -60,20 +74,22 @@ CIRCUIT_OPTIONS = {o.name: o for o in [
        "shuffle (another problem of equal length).", ["pairs", "digits", "shuffle"]),
     _o("prefix", "prefix", "Answer opening appended to the prompt: a string, `sample` (the model's own greedy "
        "opening), or `none`."),
-    _o("prefix_tokens", "int", "Length of a sampled prefix.", min=1, default=16),
-    _o("max_tokens", "int", "Truncate prompts to this many tokens.", min=1),
-    _o("examples", "int", "Use only the first N problems.", min=1),
+    _o("prefix_tokens", "int", "Length of a sampled prefix.", min=1, max=MAX_TOKENS, default=16),
+    _o("max_tokens", "int", "Truncate prompts to this many tokens (at most the model's context length).", min=1,
+       max=MAX_TOKENS),
+    _o("examples", "int", "Use only the first N problems.", min=1, max=2**31 - 1),
 ]}
 
 EVAL_OPTIONS = {o.name: o for o in [
-    _o("n", "int", "Samples per problem.", min=1, default=4),
+    _o("n", "int", "Samples per problem.", min=1, max=100_000, default=4),
     _o("k", "ints", "k values for pass@k and success@k (each <= n); default powers of two up to n."),
-    _o("temperature", "float", "Sampling temperature (0 = greedy).", min=0, default=0.6),
+    _o("temperature", "float", "Sampling temperature (0 = greedy).", min=0, max=100, default=0.6),
     _o("top_p", "float", "Nucleus sampling.", min=0, max=1, default=0.95),
-    _o("top_k", "int", "Top-k sampling (0 = off).", min=0, default=0),
+    _o("top_k", "int", "Top-k sampling (0 = off).", min=0, max=10**7, default=0),
     _o("min_p", "float", "Min-p sampling (0 = off).", min=0, max=1, default=0.0),
-    _o("max_tokens", "int", "Tokens to generate at most.", min=1, default=32768),
-    _o("examples", "int", "Use only the first N problems.", min=1),
+    _o("max_tokens", "int", "Tokens to generate at most (at most the model's context length when written; "
+       "the default stops at the context).", min=1, max=MAX_TOKENS, default=32768),
+    _o("examples", "int", "Use only the first N problems.", min=1, max=2**31 - 1),
     _o("instruction", "str", "Instruction appended to each problem.",
        default="Let's think step by step and output the final answer within \\boxed{}."),
     EXTRACT,
@@ -100,6 +116,9 @@ COHORT_OPTIONS = {o.name: o for o in [
 DATASET_OPTIONS = {o.name: o for o in [
     _o("grader", "enum", "How answers are graded.", ["math", "gsm8k", "triviaqa", "gpqa", "exact"]),
     _o("format", "enum", "File format (default: from the extension).", ["jsonl", "json", "csv", "parquet"]),
+    _o("bad_rows", "enum", "Rows whose mapped fields are missing, null or of the wrong type: `error` (the default: "
+       "refuse the dataset, naming the row and field) or `skip` (drop them; check says how many).",
+       ["error", "skip"], default="error"),
     EXTRACT,
 ]}
 CIRCUIT_WITH = {**CIRCUIT_OPTIONS, **{o.name: o for o in [DTYPE, DEVICE, SEED, MEMORY, BATCH, SYSTEM, THINK]}}
@@ -137,9 +156,11 @@ def check_value(spec: OptionSpec, v) -> Any:
             raise _bad(spec, v, "a whole number" if t == "int" else "a number")
         val = v.value if t == "int" else float(v.value)
         if spec.min is not None and val < spec.min:
-            raise SparkError(f"option `{spec.name}` must be >= {spec.min:g}, got {v.text}", span=v.span, hint=spec.doc)
+            raise SparkError(f"option `{spec.name}` must be >= {bound_text(spec.min)}, got {v.text}", span=v.span,
+                             hint=spec.doc)
         if spec.max is not None and val > spec.max:
-            raise SparkError(f"option `{spec.name}` must be <= {spec.max:g}, got {v.text}", span=v.span, hint=spec.doc)
+            raise SparkError(f"option `{spec.name}` must be <= {bound_text(spec.max)}, got {v.text}", span=v.span,
+                             hint=spec.doc)
         return val
     if t == "str":
         if not isinstance(v, A.String):
@@ -173,7 +194,11 @@ def check_value(spec: OptionSpec, v) -> Any:
         m = _SIZE.match(text or "")
         if not m:
             raise _bad(spec, v, 'a size like "8GiB"')
-        return int(float(m.group(1)) * _UNITS[(m.group(2) or "").upper()])
+        size = float(m.group(1)) * _UNITS[(m.group(2) or "").upper()]
+        if size > MAX_MEMORY:
+            raise SparkError(f"option `{spec.name}` must be at most 1PiB ({MAX_MEMORY} bytes), got {text}",
+                             span=v.span, hint=spec.doc)
+        return int(size)
     if t == "share":
         if isinstance(v, A.Number):
             if not 0 < v.value <= 1:
@@ -183,10 +208,10 @@ def check_value(spec: OptionSpec, v) -> Any:
         m = _SIZE.match(v.value if isinstance(v, A.String) else "")
         if not m:
             raise _bad(spec, v, 'a fraction such as 0.8 or a size like "2GiB"')
-        size = int(float(m.group(1)) * _UNITS[(m.group(2) or "").upper()])
-        if size < 2**20:
-            raise SparkError(f"option `{spec.name}` = {v.value!r} is under 1MiB", span=v.span, hint=spec.doc)
-        return float(size)
+        size = float(m.group(1)) * _UNITS[(m.group(2) or "").upper()]
+        if size < 2**20 or size > MAX_MEMORY:
+            raise SparkError(f"option `{spec.name}` = {v.value!r} is outside 1MiB .. 1PiB", span=v.span, hint=spec.doc)
+        return float(int(size))
     if t == "model":
         if isinstance(v, (A.Word, A.String)):
             return v  # the resolver binds it (a name) or finds it (a path), pointing at this value

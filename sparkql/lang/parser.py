@@ -8,12 +8,14 @@ in the language's own words ("expected a statement keyword: model, dataset,
 from __future__ import annotations
 
 import functools
+import math
 from importlib import resources
 
-from lark import Lark, Token, Transformer, v_args
+from lark import Lark, Token, v_args
+from lark.visitors import Transformer_NonRecursive
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 
-from sparkql.errors import Span, SparkError
+from sparkql.errors import Span, SparkError, SparkErrors
 from sparkql.lang import ast as A
 
 KEYWORDS = ["model", "dataset", "set", "circuit", "cohort", "ablate", "scale", "heads", "eval", "think"]
@@ -86,16 +88,39 @@ def _ident(tok: Token) -> A.Ident:
     return A.Ident(name=str(tok), span=span_of(tok))
 
 
+MAX_INT = 2**63 - 1
+"""Largest whole number a value may be written as (DuckDB's BIGINT); options bound it further."""
+MAX_INDEX = 2**31 - 1
+"""Largest layer, head, step, index or `top K` (they are stored as INTEGER)."""
+
+
+def _int(tok: Token, limit: int = MAX_INDEX, text: str | None = None) -> int:
+    text = str(tok) if text is None else text
+    # Python refuses to convert more than 4300 digits at all: compare lengths first.
+    if len(text.lstrip("+-").lstrip("0")) > len(str(limit)) or abs(int(text)) > limit:
+        raise SparkError(f"the number {_short(text)} is too large (at most {limit})", span=span_of(tok))
+    return int(text)
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= 24 else f"{text[:10]}...{text[-6:]} ({len(text)} digits)"
+
+
 def _head(tok: Token) -> A.HeadLit:
-    text = str(tok)[1:]
-    layer, head = text.split("H")
-    return A.HeadLit(layer=int(layer), head=int(head), span=span_of(tok))
+    layer, head = str(tok)[1:].split("H")
+    return A.HeadLit(layer=_int(tok, text=layer), head=_int(tok, text=head), span=span_of(tok))
 
 
 def _num(tok: Token) -> A.Number:
     text = str(tok)
     is_int = all(ch.isdigit() or ch in "+-" for ch in text)
-    value = int(text) if is_int else float(text)
+    if is_int:
+        value: int | float = _int(tok, MAX_INT)
+    else:
+        value = float(text)
+        if math.isinf(value):
+            raise SparkError(f"the number {_short(text)} is too large (at most about 1.8e308)", span=span_of(tok),
+                             hint="numbers must be finite")
     return A.Number(value=value, text=text.lstrip("+"), span=span_of(tok))
 
 
@@ -110,8 +135,9 @@ def _clauses(clauses: list) -> dict:
 
 
 @v_args(meta=True)
-class _Builder(Transformer):
-    """Parse tree -> AST. Every node gets the span of the text it came from."""
+class _Builder(Transformer_NonRecursive):
+    """Parse tree -> AST. Every node gets the span of the text it came from. Non-recursive: a
+    chain of hundreds of set operations is a parse tree hundreds deep."""
 
     def start(self, meta, items):
         stmts = [s for s in items if s is not None]
@@ -142,17 +168,17 @@ class _Builder(Transformer):
         return A.Selector(kind="all", span=span_of(meta))
 
     def sel_index(self, meta, items):
-        return A.Selector(kind="index", index=int(items[0]), span=span_of(meta))
+        return A.Selector(kind="index", index=_int(items[0]), span=span_of(meta))
 
     def sel_slice(self, meta, items):
         start, stop = items
         return A.Selector(
-            kind="slice", start=None if start is None else int(start), stop=None if stop is None else int(stop),
+            kind="slice", start=None if start is None else _int(start), stop=None if stop is None else _int(stop),
             span=span_of(meta),
         )
 
     def sel_step(self, meta, items):
-        return A.Selector(kind="step", step=int(items[0]), span=span_of(meta))
+        return A.Selector(kind="step", step=_int(items[0]), span=span_of(meta))
 
     def model_sel(self, meta, items):
         name, sel = items
@@ -209,7 +235,7 @@ class _Builder(Transformer):
         return A.CohortStmt(set=_ident(name), options=opts or [], span=span_of(meta))
 
     def top_clause(self, meta, items):
-        return int(items[0])
+        return _int(items[0])
 
     def on_clause(self, meta, items):
         return ("on", items[0], span_of(meta))
@@ -307,8 +333,8 @@ def _lark_error(e: UnexpectedInput, text: str) -> SparkError:
     if isinstance(e, UnexpectedToken):
         tok = e.token
         if tok.type == "$END":
-            n_lines = text.count("\n") + 1
-            last = text.splitlines()[-1] if text.splitlines() else ""
+            lines = text.splitlines() or [""]
+            n_lines, last = len(lines), lines[-1]
             span = Span(line=n_lines, column=len(last) + 1, end_line=n_lines, end_column=len(last) + 2,
                         start_pos=len(text), end_pos=len(text))
             return SparkError("unexpected end of study", span=span, hint="expected " + _expected_words(e.expected))
@@ -332,15 +358,78 @@ def _lark_error(e: UnexpectedInput, text: str) -> SparkError:
     return SparkError(str(e))  # pragma: no cover
 
 
-def parse(text: str, file: str | None = None) -> A.StudyAst:
-    """Parse study text into an AST; SparkError (with file, span and source) on any mistake."""
+MAX_ERRORS = 50
+"""Syntax errors reported for one file at most."""
+
+_CONTINUES = (",", "(", "[", "{", "=", "|", "&", "-")
+
+
+def _parse_once(text: str) -> A.StudyAst:
     try:
-        tree = lark_parser().parse(text)
-        return _Builder().transform(tree)
+        return _Builder().transform(lark_parser().parse(text))
     except UnexpectedInput as e:
-        raise _lark_error(e, text).with_source(file, text) from None
+        raise _lark_error(e, text) from None
     except VisitError as e:  # an error raised while building the AST: unwrap it
-        inner = e.orig_exc
-        if isinstance(inner, SparkError):
-            raise inner.with_source(file, text) from None
+        if isinstance(e.orig_exc, SparkError):
+            raise e.orig_exc from None
         raise
+
+
+def _starts_statement(line: str) -> bool:
+    word = line.lstrip().split(" ", 1)[0].split("\t", 1)[0]
+    return word in KEYWORDS
+
+
+def _statement_lines(lines: list[str], line: int) -> tuple[int, int]:
+    """0-based [first, end) lines of the statement around 1-based ``line``: from the last line at or
+    before it that starts with a keyword (and does not continue the line above) to the next such line."""
+    i = min(max(line - 1, 0), len(lines) - 1)
+    first = i
+    for j in range(i, -1, -1):
+        above = lines[j - 1].split("#", 1)[0].rstrip() if j > 0 else ""
+        if _starts_statement(lines[j]) and not above.endswith(_CONTINUES):
+            first = j
+            break
+    end = len(lines)
+    for j in range(i + 1, len(lines)):
+        if _starts_statement(lines[j]):
+            end = j
+            break
+    return first, end
+
+
+def parse(text: str, file: str | None = None) -> A.StudyAst:
+    """Parse study text into an AST; SparkError (with file, span and source) on any mistake.
+
+    After a syntax error the statement holding it is blanked out (same length, so every later
+    position is unchanged) and the text is parsed again, so one check reports every independent
+    syntax error (a :class:`~sparkql.errors.SparkErrors` when there are several), each with its caret.
+    A UTF-8 byte order mark at the start is ignored."""
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    errors: list[SparkError] = []
+    work = text
+    blanked: set[int] = set()  # 0-based lines blanked so far
+    while len(errors) < MAX_ERRORS:
+        try:
+            tree = _parse_once(work)
+            break
+        except SparkError as e:
+            lines = work.splitlines(keepends=True)
+            line = e.span.line if e.span else len(lines)
+            if not lines or (errors and line - 1 in blanked):
+                break  # an error the blanking itself made
+            errors.append(e)
+            first, end = _statement_lines(lines, line)
+            new = [k for k in range(first, end) if k not in blanked and lines[k].strip()]
+            if not new:
+                break
+            for k in new:
+                body = lines[k].rstrip("\r\n")
+                lines[k] = " " * len(body) + lines[k][len(body):]
+            blanked.update(range(first, end))
+            work = "".join(lines)
+    if errors:
+        errors.sort(key=lambda e: (e.span.start_pos if e.span else len(text)))
+        raise SparkErrors.of([e.with_source(file, text) for e in errors]).with_source(file, text) from None
+    return tree

@@ -107,6 +107,9 @@ def find_models(written: str, span: Span | None, study_dir: Path | None) -> list
         tried.append(str(p))
         if p.is_dir():
             return [_member(p, "", span, step=None)]
+        if p.exists():
+            raise SparkError(f'"{written}" is a file, not a model directory', span=span,
+                             hint="point at the directory that holds config.json and the weights")
     looks_local = any((b / Path(written).parts[0]).is_dir() for b in _bases(study_dir)) if not os.path.isabs(written) else True
     if re.fullmatch(r"[\w.\-]+/[\w.\-]+", written) and not looks_local:
         snap = _hub_snapshot(written)
@@ -171,4 +174,8 @@ def find_file(written: str, span: Span | None, study_dir: Path | None, what: str
         tried.append(str(p))
         if p.is_file():
             return p.resolve()
+        if p.exists():
+            what_it_is = "a directory" if p.is_dir() else "not a regular file (a device, pipe or socket)"
+            raise SparkError(f'{what} path "{written}" is {what_it_is}', span=span,
+                             hint=f"give the path of a {what} file (.jsonl, .json, .csv or .parquet)")
     raise SparkError(f'{what} file "{written}" does not exist', span=span, hint="looked in " + " and ".join(tried))

@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sparkql.builtins import BUILTIN_DATASETS, USER_PATH_ONLY
-from sparkql.errors import Span, SparkError, known_names_hint
+from sparkql.errors import Span, SparkError, SparkErrors, known_names_hint
 from sparkql.lang import ast as A
 from sparkql.lang import options as O
+from sparkql.lang import setexpr
 from sparkql.lang.fmt import fmt_selector
 from sparkql.lang.paths import dataset_fingerprint, find_file, find_models
 from sparkql.lang.study import (
@@ -88,6 +89,7 @@ class Resolver:
         self.file = file
         self.env = Env(study_dir=study_dir)
         self.out: list = []
+        self.broken: set[str] = set()
 
     # ---- models ---------------------------------------------------------------------
     def model_stmt(self, s: A.ModelStmt) -> None:
@@ -108,6 +110,7 @@ class Resolver:
             raise SparkError(f"`series` is an option of a checkpoint series, and `{name}` is one model", span=opt.span,
                              hint='a series is a glob like "runs/grpo/checkpoint-*"')
         bases = AdapterBases(s, self.env.models, self.env.study_dir, base_opt, _shape)
+        trust = opts.get("trust_remote_code", self.env.settings.get("trust_remote_code", False))
         refs = []
         first_base = None
         for i, f in enumerate(found):
@@ -120,7 +123,7 @@ class Resolver:
             refs.append(ModelRef(
                 name=name, label=label, path=f.path, step=f.step if series else None,
                 index=i if series else None, series_len=len(found) if series else None,
-                fingerprint=fingerprint, model_id=_model_id(f.path, fingerprint), base=base,
+                fingerprint=fingerprint, model_id=_model_id(f.path, fingerprint), base=base, trust_remote_code=trust,
             ))
         config = found[0].config if not found[0].adapter else (first_base.config if first_base else None)
         shape = None
@@ -144,7 +147,7 @@ class Resolver:
             log_keys = check_series_log(name, found, s.path.span, opts.get("series") == "strict", self._warn)
         self.env.models[name] = ModelDecl(
             name=name, written=s.path.value, series=series, refs=refs, shape=shape, dtype=opts.get("dtype"),
-            trust_remote_code=opts.get("trust_remote_code", False), span=s.span,
+            trust_remote_code=trust, span=s.span,
             log_keys=sorted(log_keys) if log_keys is not None else None,
         )
 
@@ -161,6 +164,7 @@ class Resolver:
         name = sel.name.name
         decl = self.env.models.get(name)
         if decl is None:
+            self._skip_if_broken(name)
             hint = known_names_hint(name, self.env.models, "models")
             if name in self.env.sets:
                 hint = f"`{name}` is a head set, not a model"
@@ -233,22 +237,43 @@ class Resolver:
             if rb.role.name in roles:
                 raise SparkError(f"role `{rb.role.name}` is mapped twice", span=rb.role.span)
             roles[rb.role.name] = rb.field.value
-        first = _first_row(path, fmt)
-        if first is not None:
-            for rb in s.roles:
-                if rb.field.value not in first:
-                    raise SparkError(f'{path.name} has no field "{rb.field.value}"', span=rb.field.span,
-                                     hint=known_names_hint(rb.field.value, first, "fields"))
-            for role in O.ROLES:  # unmapped roles default to fields of the same name
-                if role not in roles and role in first:
-                    roles[role] = role
-            if "problem" not in roles and "question" in first:
-                roles["problem"] = "question"
+        from sparkql.runtime.datasets import read_located, survey
+
+        try:
+            located = read_located(path, fmt)
+        except SparkError as e:
+            e.span = s.path.span
+            raise
+        if not located:
+            raise SparkError(f"dataset file {path.name} has no rows", span=s.path.span,
+                             hint="an empty file: check the path, or that the export finished")
+        first = located[0][1]
+        for rb in s.roles:
+            if rb.field.value not in first:
+                raise SparkError(f'{path.name} has no field "{rb.field.value}"', span=rb.field.span,
+                                 hint=known_names_hint(rb.field.value, first, "fields"))
+        for role in O.ROLES:  # unmapped roles default to fields of the same name
+            if role not in roles and role in first:
+                roles[role] = role
+        if "problem" not in roles and "question" in first:
+            roles["problem"] = "question"
         grader = opts.get("grader") or ("gpqa" if name == "gpqa" else "math")
         ref = DatasetRef(name=name, path=str(path), format=fmt, roles=roles, builtin=False, grader=grader,
-                         fingerprint=dataset_fingerprint(path))
+                         fingerprint=dataset_fingerprint(path), bad_rows=opts.get("bad_rows", "error"))
+        try:
+            found = survey(ref, located)
+        except SparkError as e:
+            e.span = s.path.span
+            raise
+        if found.dropped:
+            shown = "; ".join(found.dropped[:3]) + ("; ..." if len(found.dropped) > 3 else "")
+            if not found.n_rows:
+                raise SparkError(f"dataset `{name}`: every row of {path.name} is dropped by bad_rows = skip ({shown})",
+                                 span=s.path.span, hint="fix the file or the role mapping")
+            self._warn(f"dataset `{name}`: {len(found.dropped)} of {len(located)} rows of {path.name} dropped "
+                       f"(bad_rows = skip): {shown}", s.path.span, hint="fix those rows to use them")
         self.env.datasets[name] = ref
-        self.env.dataset_rows[name] = _count_rows(path, fmt)
+        self.env.dataset_rows[name] = found.n_rows
         if "extract" in opts:
             self.env.dataset_extract[name] = opts["extract"]
 
@@ -265,6 +290,7 @@ class Resolver:
             self.env.datasets[name] = ref
             self.env.dataset_rows[name] = _count_rows(b.path, "jsonl")
             return ref
+        self._skip_if_broken(name)
         if name in USER_PATH_ONLY:
             raise SparkError(f"`{name}` must be declared with a path", span=ident.span, hint=USER_PATH_ONLY[name])
         pool = list(self.env.datasets) + list(BUILTIN_DATASETS)
@@ -313,6 +339,24 @@ class Resolver:
         decls = {self.env.models[m.name].dtype for m in models if m.name in self.env.models}
         decls.discard(None)
         return decls.pop() if len(decls) == 1 else "auto"
+
+    def _within_context(self, key: str, s, models: list[ModelRef]) -> None:
+        """A token count the study writes (in the statement or a `set`) must fit every model's context."""
+        opt = next((o for o in s.options if o.key.name == key), None)
+        if s.__class__ is A.CircuitStmt and opt is None and s.using is not None:
+            opt = next((o for o in s.using.args if o.key.name == key), None)
+        if opt is not None and isinstance(opt.value, A.Number):
+            value, span = opt.value.value, opt.value.span
+        elif key in self.env.settings:
+            value, span = self.env.settings[key], s.span
+        else:
+            return  # the default: generation stops at the context by itself
+        for ref in models:
+            shape = self._shape_of(ref)
+            ctx = shape.context_length if shape else None
+            if ctx is not None and isinstance(value, int) and value > ctx:
+                raise SparkError(f"{key} = {value} is more than the context length of `{ref.name}` ({ctx} tokens, "
+                                 "max_position_embeddings in its config.json)", span=span, hint=f"use {key} <= {ctx}")
 
     def _use(self, refs: list[ModelRef]) -> None:
         for r in refs:
@@ -366,12 +410,17 @@ class Resolver:
             seed=self._get("seed", opts),
             dtype=self._dtype(opts, models + ([base] if base else [])),
         )
+        self._within_context("max_tokens", s, models + ([base] if base else []))
+        self._within_context("prefix_tokens", s, models + ([base] if base else []))
         set_name = s.alias.name if s.alias else ("emergent" if base else None)
         if set_name is not None:
             span = s.alias.span if s.alias else s.span
-            if set_name in self.env.sets or set_name in self.env.models or set_name in self.env.datasets:
-                hint = "name this circuit's heads with `as NAME`" if not s.alias else "choose another name"
-                raise SparkError(f"head set `{set_name}` is already defined", span=span, hint=hint)
+            for kind, table in (("head set", self.env.sets), ("model", self.env.models), ("dataset", self.env.datasets)):
+                if set_name in table:
+                    hint = "name this circuit's heads with `as NAME`" if not s.alias else "choose another name"
+                    what = f"head set `{set_name}` is already defined" if kind == "head set" else \
+                        f"`{set_name}` is already declared as a {kind}; a circuit's head set needs a name of its own"
+                    raise SparkError(what, span=span, hint=hint)
             decl = self.env.models[s.model.name.name]
             self.env.sets[set_name] = SetInfo(set_name, models, span, is_diff=base is not None,
                                               series_name=decl.name if decl.series else None)
@@ -388,6 +437,7 @@ class Resolver:
         info = self.env.sets.get(ref.name.name)
         if info is None:
             name = ref.name.name
+            self._skip_if_broken(name)
             hint = known_names_hint(name, self.env.sets, "head sets")
             if name in self.env.models:
                 hint = f"`{name}` is a model; head sets come from `circuit ... as NAME`, `diff` or `heads NAME = ...`"
@@ -407,20 +457,20 @@ class Resolver:
         domains: list[tuple[list[ModelRef], A.SetRef]] = []
         literal_heads: list[A.HeadLit] = []
 
-        def walk(e) -> None:
+        for e in setexpr.leaves(s.expr):
             if isinstance(e, A.SetName):
                 info = self._set_info(e.ref)
                 picked = self._select_instances(info, e.ref)
                 dom = picked or info.domain
                 if dom is not None:
                     domains.append((dom, e.ref))
-            elif isinstance(e, A.SetLiteral):
-                literal_heads.extend(e.heads)
             else:
-                walk(e.left)
-                walk(e.right)
-
-        walk(s.expr)
+                literal_heads.extend(e.heads)
+        depth = setexpr.depth(s.expr)
+        if depth > setexpr.MAX_DEPTH:
+            raise SparkError(f"this set expression nests {depth} levels of operators; at most {setexpr.MAX_DEPTH} are supported",
+                             span=s.expr.span, hint="name inner parts with `heads PART = ...` and combine the names "
+                             "(a chain like a | b | c is one level, however long)")
         multi = [(d, r) for d, r in domains if len(d) > 1]
         domain: list[ModelRef] | None
         if multi:
@@ -473,6 +523,9 @@ class Resolver:
         factor = 0.0
         if isinstance(s, A.ScaleStmt):
             factor = float(s.factor.value)
+            if abs(factor) > O.MAX_SCALE:
+                raise SparkError(f"scale factor {s.factor.text} is out of range (|factor| <= {O.bound_text(O.MAX_SCALE)})",
+                                 span=s.factor.span, hint="activations scaled further overflow every dtype")
         src = s.source
         targets = self.select(s.target) if s.target else None
         if src.set is not None:
@@ -532,6 +585,7 @@ class Resolver:
                     targets += [EvalTarget(model=r, variant=variant.label) for r in refs]
                     continue
                 if t.name.name not in self.env.models:
+                    self._skip_if_broken(t.name.name)
                     pool = list(self.env.models) + [v.alias for v in self.env.variants if v.alias]
                     raise SparkError(f"unknown model or variant `{t.name.name}`", span=t.name.span,
                                      hint=known_names_hint(t.name.name, pool, "models and named variants"))
@@ -548,6 +602,7 @@ class Resolver:
             opt = next((o for o in s.options if o.key.name == "k"), None)
             raise SparkError(f"k = {max(ks)} is larger than n = {n} samples per problem",
                              span=opt.value.span if opt else s.span, hint="pass@k needs k <= n: raise n or lower k")
+        self._within_context("max_tokens", s, [t.model for t in targets])
         sampling = SamplingParams(
             n=n,
             temperature=float(self._get("temperature", opts, O.EVAL_OPTIONS)),
@@ -580,39 +635,50 @@ class Resolver:
         return self._get("extract", {}, O.EVAL_OPTIONS)
 
     # ---- driver ---------------------------------------------------------------------
+    def _skip_if_broken(self, name: str) -> None:
+        """A name whose declaration already failed: the statement using it is skipped quietly
+        (its "unknown name" would only repeat the first error)."""
+        if name in self.broken:
+            raise _Skipped(name)
+
+    def _declared_names(self, stmt) -> list[str]:
+        if isinstance(stmt, (A.ModelStmt, A.DatasetStmt, A.HeadsStmt)):
+            return [stmt.name.name]
+        if isinstance(stmt, A.CircuitStmt):
+            return [stmt.alias.name] if stmt.alias else (["emergent"] if stmt.diff else [])
+        if isinstance(stmt, (A.AblateStmt, A.ScaleStmt)):
+            return [stmt.alias.name] if stmt.alias else []
+        return []
+
     def run(self, tree: A.StudyAst) -> Study:
+        """Resolve every statement; a statement that fails is reported and the next one resolved
+        (a SparkErrors of all independent mistakes), names it declared count as broken."""
         handlers = {
             "model": self.model_stmt, "dataset": self.dataset_stmt, "set": self.set_stmt, "think": self.think_stmt,
             "circuit": self.circuit_stmt, "heads": self.heads_stmt, "cohort": self.cohort_stmt,
             "ablate": self.intervene_stmt, "scale": self.intervene_stmt, "eval": self.eval_stmt,
         }
+        errors: list[SparkError] = []
         for stmt in tree.statements:
-            handlers[stmt.stmt](stmt)
+            try:
+                handlers[stmt.stmt](stmt)
+            except (SparkError, _Skipped) as e:
+                if isinstance(e, SparkError):
+                    errors.append(e)
+                self.broken.update(n for n in self._declared_names(stmt) if n not in self._known())
+        if errors:
+            raise SparkErrors.of(errors)
         return Study(file=self.file, models=self.env.models, datasets=self.env.datasets, statements=self.out,
                      warnings=self.env.warnings,
                      backend=self.env.settings.get("backend", "auto"))
 
+    def _known(self) -> set[str]:
+        return set(self.env.models) | set(self.env.datasets) | set(self.env.sets) | \
+            {v.alias for v in self.env.variants if v.alias}
 
-def _first_row(path: Path, fmt: str) -> dict | None:
-    """The first record of a JSONL or CSV file (cheap), to check role fields at compile time."""
-    import json
 
-    try:
-        if fmt == "jsonl":
-            with path.open(encoding="utf-8") as f:
-                for line in f:
-                    if line.strip():
-                        row = json.loads(line)
-                        return row if isinstance(row, dict) else None
-        if fmt == "csv":
-            import csv
-
-            with path.open(encoding="utf-8", newline="") as f:
-                header = next(csv.reader(f), None)
-                return {h: None for h in header} if header else None
-    except (OSError, ValueError):
-        return None
-    return None
+class _Skipped(Exception):
+    """A statement that refers to a name whose declaration failed."""
 
 
 def _count_rows(path: Path, fmt: str) -> int:

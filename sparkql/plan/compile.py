@@ -11,6 +11,7 @@ from pathlib import Path
 
 from sparkql.errors import SparkError
 from sparkql.lang import ast as A
+from sparkql.lang import setexpr
 from sparkql.lang.parser import parse
 from sparkql.lang.resolve import resolve
 from sparkql.lang.study import RCircuit, RCohort, REval, RHeads, RIntervene, Study
@@ -99,14 +100,17 @@ class _Builder:
         return HeadExpr(op="union", args=[HeadExpr(op="set", ref=r) for r in refs])
 
     def expr(self, e, model: ModelRef | None, deps: list[str]) -> HeadExpr:
-        if isinstance(e, A.SetName):
-            picked = self._picked(e.ref)
-            he = self.operand(e.ref.name.name, model, picked)
+        """The plan's form of set expression ``e`` as seen from ``model``: chains of one operator
+        become one n-ary node (sparkql.lang.setexpr), so `a | b | ... ` of any length is one level."""
+
+        def leaf(x) -> HeadExpr:
+            if isinstance(x, A.SetLiteral):
+                return HeadExpr(op="literal", heads=[(h.layer, h.head) for h in x.heads])
+            he = self.operand(x.ref.name.name, model, self._picked(x.ref))
             deps.extend(_refs(he))
             return he
-        if isinstance(e, A.SetLiteral):
-            return HeadExpr(op="literal", heads=[(h.layer, h.head) for h in e.heads])
-        return HeadExpr(op=e.op, args=[self.expr(e.left, model, deps), self.expr(e.right, model, deps)])
+
+        return setexpr.fold(e, leaf, lambda node, args: HeadExpr(op=node.op, args=args))
 
     def _picked(self, ref: A.SetRef) -> list[ModelRef]:
         if ref.selector is None:
@@ -124,7 +128,7 @@ class _Builder:
     def heads_stmt(self, h: RHeads) -> None:
         domain = self._domain(h.expr)
         if domain is None:
-            self.set_literals[h.name] = _literal_heads(h.expr)
+            self.set_literals[h.name] = self._literal_heads(h.expr)
             return
         self.set_keys[h.name] = {}
         self.set_models[h.name] = domain
@@ -136,21 +140,33 @@ class _Builder:
 
     def _domain(self, e) -> list[ModelRef] | None:
         names: list[tuple[str, list[ModelRef]]] = []
-
-        def walk(x):
+        for x in setexpr.leaves(e):
             if isinstance(x, A.SetName):
                 n = x.ref.name.name
                 if n not in self.set_literals:
                     names.append((n, self._picked(x.ref) or self.set_models[n]))
-            elif isinstance(x, A.SetOp):
-                walk(x.left)
-                walk(x.right)
-
-        walk(e)
         if not names:
             return None
         multi = [m for _, m in names if len(m) > 1]
         return multi[0] if multi else names[0][1]
+
+    def _literal_heads(self, e) -> list[tuple[int, int]]:
+        """The heads of a model-free expression (literal sets, and names of literal sets)."""
+
+        def leaf(x) -> set[tuple[int, int]]:
+            if isinstance(x, A.SetLiteral):
+                return {(h.layer, h.head) for h in x.heads}
+            return set(self.set_literals.get(x.ref.name.name, []))
+
+        def group(node, parts: list[set]) -> set:
+            first, rest = parts[0], parts[1:]
+            if node.op == "union":
+                return first.union(*rest)
+            if node.op == "intersect":
+                return first.intersection(*rest)
+            return first.difference(*rest)
+
+        return sorted(setexpr.fold(e, leaf, group))
 
     # ---- cohorts, interventions, evals -------------------------------------------------
     def cohort_stmt(self, c: RCohort) -> None:
@@ -211,20 +227,14 @@ def _render(note, file: str, source: str | None = None) -> str:
 
 
 def _refs(e: HeadExpr) -> list[str]:
-    out = [e.ref] if e.ref else []
-    for a in e.args:
-        out += _refs(a)
+    """Step keys an expression reads, left to right (no recursion: see sparkql.lang.setexpr)."""
+    out, stack = [], [e]
+    while stack:
+        x = stack.pop()
+        if x.ref:
+            out.append(x.ref)
+        stack.extend(reversed(x.args))
     return out
-
-
-def _literal_heads(e) -> list[tuple[int, int]]:
-    if isinstance(e, A.SetLiteral):
-        return [(h.layer, h.head) for h in e.heads]
-    if isinstance(e, A.SetOp):
-        left, right = set(_literal_heads(e.left)), set(_literal_heads(e.right))
-        combined = {"union": left | right, "intersect": left & right, "minus": left - right}[e.op]
-        return sorted(combined)
-    return []
 
 
 def compile_study(study: Study) -> Plan:
@@ -250,7 +260,7 @@ def read_study(path: str | Path) -> str:
     if not p.is_file():
         raise SparkError(f"study file {path} does not exist", hint="give the path of a .spark file")
     try:
-        return p.read_text(encoding="utf-8")
+        return p.read_text(encoding="utf-8-sig")  # a byte order mark (some Windows editors) is not text
     except UnicodeDecodeError:
         raise SparkError(f"study file {path} is not UTF-8 text") from None
 

@@ -76,6 +76,10 @@ class ModelRef(_OmitsUnset):
     """A PEFT adapter checkpoint (``path`` holds adapter_config.json, no config.json): the base
     model it is merged into when loaded (an absolute directory or a ``zoo:`` path). The
     fingerprint then covers the adapter's files and the base's fingerprint."""
+    trust_remote_code: bool = Field(False, exclude_if=lambda v: not v)
+    """Whether the loader may run Python code from the model directory (`trust_remote_code = on`).
+    Part of the key only when on (the model's own code may compute other results); left out of
+    the JSON at the default, so keys of studies that never set it do not change."""
 
 
 class ModelShape(Frozen):
@@ -87,6 +91,8 @@ class ModelShape(Frozen):
     n_kv_heads: int
     head_dim: int
     hidden_size: int
+    context_length: int | None = None
+    """Positions the model attends over (``max_position_embeddings``), when config.json says."""
 
 
 class DatasetRef(Frozen):
@@ -104,6 +110,9 @@ class DatasetRef(Frozen):
     """How completions are graded."""
     fingerprint: str
     """sha256 of the file's bytes (datasets are small) so an edited file is recomputed."""
+    bad_rows: Literal["error", "skip"] = Field("error", exclude_if=lambda v: v == "error")
+    """Rows with a mapped field missing, null or of the wrong type: refused (``error``) or dropped
+    (``skip``). Left out of the JSON (and so of every step key) at its default."""
 
 
 class CircuitParams(Frozen):

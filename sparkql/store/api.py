@@ -25,6 +25,7 @@ from typing import Any, Iterator
 
 import duckdb
 
+from sparkql.errors import SparkError
 from sparkql.store.connection import READ_TIMEOUT_S, WRITE_TIMEOUT_S, open_db  # noqa: F401 - re-exported
 from sparkql.store.migrations import ensure_schema
 from sparkql.store.readonly import QueryOnlyConnection
@@ -138,8 +139,14 @@ class Store:
                     con.execute("ROLLBACK")
                     raise
                 con.execute("COMMIT")
-            except BaseException:
+            except BaseException as e:
                 self.close()  # never keep a connection in an unknown state
+                if isinstance(e, duckdb.Error) and (why := _write_failure(e)):
+                    raise SparkError(
+                        f"could not write the results store {self.path}: {why}", file=str(self.path),
+                        hint="free space (or move the store with --db) and rerun the same command: the steps "
+                        "already saved are kept, and the run resumes at the one that was being saved",
+                    ) from None
                 raise
             self._release_later()
 
@@ -208,6 +215,22 @@ class Store:
                 "UPDATE runs SET status = ?, finished_at = ?, n_done = ?, error = ? WHERE run_id = ?",
                 [status, _now(), n_done, error, run_id],
             )
+
+
+# What the operating system says when a write cannot happen, as DuckDB passes it on
+# ("Could not write file ...: No space left on device"), and how to say it to a user.
+_WRITE_FAILURES = {
+    "no space left on device": "the disk is full",
+    "file too large": "the file reached the size limit of this process or file system",
+    "disk quota exceeded": "the disk quota is exceeded",
+    "read-only file system": "its file system is read-only",
+    "permission denied": "permission denied",
+}
+
+
+def _write_failure(e: Exception) -> str | None:
+    msg = str(e).lower()
+    return next((why for key, why in _WRITE_FAILURES.items() if key in msg), None)
 
 
 def _json_default(o):

@@ -33,7 +33,7 @@ from pathlib import Path
 import duckdb
 
 from sparkql.errors import SparkError
-from sparkql.store.lock import describe_holder, is_held, read_holder
+from sparkql.store.lock import describe_holder, is_held, read_holder, refuse_non_file_name
 
 READ_TIMEOUT_S = 10.0
 """How long a reader waits for the writer's transaction to end."""
@@ -63,14 +63,28 @@ def _is_lock_error(e: Exception) -> bool:
     return "could not set lock" in msg or "conflicting lock" in msg or "resource temporarily unavailable" in msg
 
 
+def _process(pid: str) -> str:
+    """`process PID 123 (sparkql sql ...)`: the pid and, where /proc tells, its command line."""
+    try:
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        cmd = ""
+    return f"process PID {pid}" + (f" ({cmd[:80]})" if cmd else "")
+
+
 def _busy_error(db: Path, e: Exception, waited: float, read_only: bool) -> StoreBusy:
-    if is_held(db):
+    # A reader meets the writer, which holds the run lock: name that run. The writer holds the run
+    # lock too, so for it the lock file names its own run: the one in its way is the reader DuckDB
+    # names ("Conflicting lock is held in ... (PID n)").
+    msg = str(e)
+    i = msg.find("(PID ")
+    pid = msg[i + 5 : msg.find(")", i)].strip() if i >= 0 else None
+    if read_only and is_held(db):
         who = describe_holder(read_holder(db))
+    elif pid and pid != str(os.getpid()):
+        who = _process(pid)
     else:
-        # DuckDB's message names the conflicting process: "Conflicting lock is held in ... (PID n)"
-        msg = str(e)
-        i = msg.find("(PID")
-        who = "process " + msg[i + 1 : msg.find(")", i)] if i >= 0 else "another process"
+        who = "another process"
     action = "read" if read_only else "write"
     return StoreBusy(
         f"could not {action} the results store {db}: it stayed locked by {who} for {waited:.0f} s",
@@ -92,6 +106,7 @@ def open_db(db: str | os.PathLike, read_only: bool = True, timeout: float | None
     db = Path(db)
     if timeout is None:
         timeout = READ_TIMEOUT_S if read_only else WRITE_TIMEOUT_S
+    refuse_non_file_name(db, StoreUnavailable)
     if read_only and not db.is_file():
         what = "is a directory, not a results store" if db.is_dir() else "does not exist" if not db.exists() else "is not a regular file"
         raise StoreUnavailable(
@@ -107,22 +122,24 @@ def open_db(db: str | os.PathLike, read_only: bool = True, timeout: float | None
         except (duckdb.IOException, duckdb.ConnectionException) as e:
             if not _is_lock_error(e):
                 raise StoreUnavailable(f"cannot open the results store {db}: {e}", file=str(db),
-                                       hint=_open_hint(e)) from None
+                                       hint=_open_hint(e, db)) from None
             waited = time.monotonic() - start
             if waited >= timeout:
                 raise _busy_error(db, e, waited, read_only) from None
             time.sleep(min(delay, max(timeout - waited, 0.0)) * (1 + 0.25 * random.random()))
             delay = min(delay * 2, 0.2)
         except duckdb.Error as e:
-            raise StoreUnavailable(f"cannot open the results store {db}: {e}", hint="is it a DuckDB file?",
+            raise StoreUnavailable(f"cannot open the results store {db}: {e}", hint=_open_hint(e, db),
                                    file=str(db)) from None
 
 
-def _open_hint(e: Exception) -> str | None:
+def _open_hint(e: Exception, db: Path) -> str | None:
     if "different configuration" in str(e):
         return ("this process already has the store open another way (a plain duckdb.connect, or a writer): "
                 "close that connection first")
-    return "is it a DuckDB file?"
+    if db.is_dir():
+        return "--db names a directory; give a file path, e.g. --db results.duckdb"
+    return "--db must be a DuckDB file written by `sparkql run`, or a path where none exists yet"
 
 
 def upgrade_hint(db: str | os.PathLike) -> str:
@@ -139,11 +156,7 @@ def require_current_schema(con: duckdb.DuckDBPyConnection, db: str | os.PathLike
     from sparkql.store.migrations import current_version
     from sparkql.store.schema import SCHEMA_VERSION
 
-    try:
-        version = current_version(con)
-    except (ValueError, TypeError):
-        raise SparkError(f"{db}: meta.schema_version is not a number", file=str(db),
-                         hint="the file's meta table was edited by hand; restore it or use another --db") from None
+    version = current_version(con, str(db))  # a version that is not a number is a SparkError there
     if version is not None and version < SCHEMA_VERSION:
         raise SparkError(
             f"{db} has schema version {version}; this sparkql reads version {SCHEMA_VERSION}",

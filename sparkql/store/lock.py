@@ -28,6 +28,14 @@ except ImportError:  # pragma: no cover
     fcntl = None  # type: ignore[assignment]
 
 
+def refuse_non_file_name(db: str | os.PathLike, error: type[SparkError] = SparkError) -> None:
+    """``--db ''``, ``.`` or ``:memory:`` name no file: refused before anything (a lock file
+    beside it, a connection) is created."""
+    if str(db) in ("", ".") or str(db).startswith(":memory:"):
+        raise error(f"--db {str(db)!r} is not a file: results go to a DuckDB file on disk",
+                    hint="give a path, e.g. --db results.duckdb", file=str(db))
+
+
 def lock_path(db: str | os.PathLike) -> Path:
     return Path(str(db) + ".lock")
 
@@ -83,6 +91,7 @@ class RunLock:
         self._fd: int | None = None
 
     def acquire(self) -> "RunLock":
+        refuse_non_file_name(self.db)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)

@@ -47,8 +47,9 @@ MIGRATIONS: dict[int, list[str]] = {
 }
 
 
-def current_version(con) -> int | None:
-    """The store's schema version; None for an empty database (no ``meta`` table)."""
+def current_version(con, where: str = "the store") -> int | None:
+    """The store's schema version; None for an empty database (no ``meta`` table). A version that
+    is not a whole number (a hand-edited or damaged store) is a SparkError."""
     # fetchall, not fetchone: DuckDB 2 keeps a half-read result open and refuses con.sql() after it
     has_meta = con.execute(
         "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'meta' AND schema_name = 'main'"
@@ -56,13 +57,20 @@ def current_version(con) -> int | None:
     if not has_meta:
         return None
     rows = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall()
-    return int(rows[0][0]) if rows else None
+    if not rows:
+        return None
+    try:
+        return int(rows[0][0])
+    except (TypeError, ValueError):
+        raise SparkError(f"{where} has schema_version {rows[0][0]!r} in its meta table, which is not a number",
+                         hint="the store is damaged or was not written by sparkql; point --db at another file",
+                         file=where) from None
 
 
 def ensure_schema(con, where: str = "store") -> int:
     """Create or migrate the schema inside the caller's transaction; returns the version found
     (None-equivalent 0 for a fresh store)."""
-    found = current_version(con)
+    found = current_version(con, where)
     if found is not None and found > SCHEMA_VERSION:
         raise SparkError(
             f"{where} has schema version {found}, newer than this sparkql understands ({SCHEMA_VERSION})",

@@ -37,6 +37,7 @@ MODELS = {
     "models/Qwen3-8B": QWEN3_8B,
     "models/llama-tiny": LLAMA_TINY,
     "models/gpt2": GPT2,
+    "models/llama-ctx512": {**LLAMA_TINY, "max_position_embeddings": 512},
     **{f"runs/grpo-math220k/checkpoint-{s}": QWEN25_15B for s in (100, 200, 300, 2500)},
     **{f"runs/sft-math220k/checkpoint-{s}": QWEN25_15B for s in (500, 1000, 1500)},
 }
@@ -63,6 +64,28 @@ def _write_data(root: Path) -> None:
         f.write(json.dumps({"id": "g0", "question": "Which is a noble gas?", "choices": ["Neon", "Iron", "Oxygen", "Sodium"], "answer": "Neon"}) + "\n")
     (data / "problems.csv").write_text("id,question,answer\nc0,What is 1+1?,2\nc1,What is 2+2?,4\n")
     (data / "notes.txt").write_text("not a dataset\n")
+    _write_hostile_data(data)
+
+
+def _write_hostile_data(data: Path) -> None:
+    """Datasets a careless export produces (issue 14): each must be refused with file, row and field."""
+    good = {"id": "h0", "question": "What is 1 + 1?", "answer": "2"}
+    rows = {
+        "null_problem.jsonl": [good, {**good, "id": "h1", "question": None}],
+        "list_problem.jsonl": [good, {**good, "id": "h1", "question": ["What", "is"]}],
+        "bool_answer.jsonl": [good, {**good, "id": "h1", "answer": True}],
+        "missing_answer.jsonl": [good, good, {"id": "h2", "question": "What is 2 + 2?"}],
+    }
+    for name, recs in rows.items():
+        (data / name).write_text("".join(json.dumps(r) + "\n" for r in recs))
+    (data / "lines.json").write_text(json.dumps(good) + "\n" + json.dumps({**good, "id": "h1"}) + "\n")
+    (data / "empty.jsonl").write_text("")
+    (data / "list_line.jsonl").write_text(json.dumps(good) + "\n[1, 2]\n")
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"id": ["b0", "b1"], "question": [b"What is 1 + 1?", b"What is 2 + 2?"],
+                             "answer": ["2", "4"]}), data / "binary.parquet")
 
 
 @pytest.fixture(scope="session")

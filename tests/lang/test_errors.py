@@ -3,6 +3,7 @@ source line, a caret under the span, a hint) is snapshotted. And the CLI: exit 2
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -87,6 +88,38 @@ BAD: dict[str, str] = {
     "mismatched_checkpoints": M + "circuit aime24 on ckpt[0:2] diff base as a\ncircuit aime24 on ckpt[1:3] diff base as b\nheads c = a & b\n",
     "cohort_of_plain_set": M + "circuit aime24 on ckpt[*] as plain\ncohort plain\n",
     "duplicate_variant": M + "circuit aime24 on ckpt[*] diff base\nablate emergent top 3\nablate emergent top 3\n",
+    # numbers check used to accept and a run overflowed on (issue 14): every bound is in the message
+    "seed_beyond_int64": M + "eval pass@k on aime24 with seed = 100000000000000000000000000\n",
+    "seed_beyond_uint32": M + "set seed = 4294967296\n",
+    "ig_steps_beyond_bound": M + "circuit aime24 on base using eap_ig(steps = 1000000) as h\n",
+    "max_tokens_beyond_bound": M + "eval pass@k on aime24 with max_tokens = 1000000000000\n",
+    "max_tokens_beyond_context": 'model small = "models/llama-ctx512"\neval pass@k on aime24 with max_tokens = 1024\n',
+    "set_max_tokens_beyond_context": 'model small = "models/llama-ctx512"\nset max_tokens = 600\neval pass@k on aime24\n',
+    "circuit_max_tokens_beyond_context": 'model small = "models/llama-ctx512"\n'
+                                         "circuit aime24 on small using eap_ig(max_tokens = 513) as h\n",
+    "scale_factor_infinite": M + "circuit aime24 on ckpt[*] diff base\nscale emergent by 1e400 on base\n",
+    "scale_factor_beyond_bound": M + "circuit aime24 on ckpt[*] diff base\nscale emergent by -1e7 on base\n",
+    "head_index_beyond_int32": M + "scale heads L99999999999H1 by 0.5 on base\n",
+    "memory_beyond_bound": M + 'set memory = "99999999TiB"\n',
+    "circuit_named_like_a_model": M + "circuit aime24 on base as base\n",
+    # data a careless export produces: refused with the file, the row and the field
+    "dataset_null_field": M + 'dataset d = "data/null_problem.jsonl"\n',
+    "dataset_list_field": M + 'dataset d = "data/list_problem.jsonl"\n',
+    "dataset_bool_answer": M + 'dataset d = "data/bool_answer.jsonl"\n',
+    "dataset_missing_field_later": M + 'dataset d = "data/missing_answer.jsonl"\n',
+    "dataset_binary_field": M + 'dataset d = "data/binary.parquet"\n',
+    "dataset_jsonl_in_json": M + 'dataset d = "data/lines.json"\n',
+    "dataset_line_not_object": M + 'dataset d = "data/list_line.jsonl"\n',
+    "dataset_empty": M + 'dataset d = "data/empty.jsonl"\neval pass@k on d\n',
+    "dataset_all_rows_dropped": M + 'dataset d = "data/binary.parquet" with bad_rows = skip\n',
+    "dataset_is_a_directory": M + 'dataset d = "data"\n',
+    "dataset_is_a_device": M + 'dataset d = "/dev/null"\n',
+    "model_is_a_file": 'model m = "data/problems.jsonl"\n',
+    # several independent mistakes: every one is reported, each with its caret; a name whose
+    # declaration failed is not reported again where it is used
+    "several_syntax_errors": M + "modle x = \"y\"\ncircuit aime24 on base as h\neval pass@k on $\nscale h by on base\n",
+    "several_name_errors": M + 'model gone = "models/nope"\ncircuit aime24 on gone as g\ncircuit aime42 on base as h\n'
+                           "ablate g top 2\neval pass@k on aime24 for bsae\n",
 }
 
 
@@ -125,3 +158,21 @@ def test_cli_missing_file_is_a_spark_error(tmp_path):
     r = subprocess.run([sys.executable, "-m", "sparkql.cli.main", "check", str(tmp_path / "nope.spark")],
                        capture_output=True, text=True)
     assert r.returncode == 2 and "does not exist" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_cli_check_reports_every_independent_error(tmp_path):
+    bad = tmp_path / "bad.spark"
+    bad.write_text('modle x = "y"\nmodel base = "nowhere"\ncircuit aime24 on base as h\neval pass@k on $\n')
+    r = subprocess.run([sys.executable, "-m", "sparkql.cli.main", "check", str(bad)], capture_output=True, text=True)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.count("error:") == 2 and r.stderr.count("^") >= 2 and r.stderr.rstrip().endswith("2 errors")
+    r = subprocess.run([sys.executable, "-m", "sparkql.cli.main", "check", "--json", str(bad)], capture_output=True,
+                       text=True)
+    out = json.loads(r.stdout)
+    assert [(e["span"]["line"], e["span"]["column"]) for e in out["error"]["errors"]] == [(1, 1), (4, 16)]
+    # once the syntax is right, the name errors are all reported; `h` and `base` are not reported again
+    bad.write_text('model base = "nowhere"\ncircuit aime24 on base as h\nablate h top 2\ncircuit aime42 on ckpt as g\n')
+    r = subprocess.run([sys.executable, "-m", "sparkql.cli.main", "check", "--json", str(bad)], capture_output=True,
+                       text=True)
+    errors = json.loads(r.stdout)["error"]["errors"]
+    assert [e["message"] for e in errors] == ['model directory "nowhere" does not exist', "unknown dataset `aime42`"]
