@@ -95,11 +95,11 @@ def refuse_quantized(d: Path) -> None:
 
 
 @lru_cache(maxsize=8)
-def tokenizer_for(path: str):
+def tokenizer_for(path: str, trust_remote_code: bool = False):
     """The model's tokenizer (no weights), for rendering prompts on the vLLM path."""
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(model_dir(path), local_files_only=True)
+    tok = AutoTokenizer.from_pretrained(model_dir(path), local_files_only=True, trust_remote_code=trust_remote_code)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return tok
@@ -190,10 +190,12 @@ def _memory_kwargs(memory: float | None, device: str) -> dict:
 
 
 def engine_for(path: str, dtype: str, *, model_id: str | None = None, memory: float | None = None,
-               device: str = "auto") -> Engine:
+               device: str = "auto", trust_remote_code: bool = False) -> Engine:
     """One vLLM engine per (model, dtype, memory) per process (building one takes a while).
-    ``dtype`` is concrete (fp32 | bf16 | fp16)."""
-    key = (path, dtype, memory)
+    ``dtype`` is concrete (fp32 | bf16 | fp16). ``trust_remote_code`` is the study's
+    `trust_remote_code` for this model (off unless the user turned it on), as the transformers
+    loader gets it."""
+    key = (path, dtype, memory, trust_remote_code)
     if key in _ENGINES:
         return _ENGINES[key]
     d = model_dir(path)
@@ -211,7 +213,7 @@ def engine_for(path: str, dtype: str, *, model_id: str | None = None, memory: fl
         seed=0,  # requests carry their own seeds
         generation_config="vllm",  # never take sampling defaults from generation_config.json
         enable_prefix_caching=True,
-        trust_remote_code=False,
+        trust_remote_code=trust_remote_code,
         # a model larger than one GPU: vLLM shards it over this many (`sparkql run --tensor-parallel N`
         # sets it on cluster workers, each holding N GPUs); vLLM picks its own executor backend
         tensor_parallel_size=int(os.environ.get("SPARKQL_VLLM_TENSOR_PARALLEL", "1")),
@@ -353,14 +355,15 @@ def _completions(out, stops: list[int]) -> list[tuple[list[int], str]]:
 def generate_vllm(model_path: str, requests: Sequence, sampling, variant=None, *, dtype: str,
                   n_heads: int, head_dim: int, model_id: str | None = None, memory: float | None = None,
                   device: str = "auto", on_batch: Callable[[list], None] | None = None,
-                  progress_task: Any = None):
+                  progress_task: Any = None, trust_remote_code: bool = False):
     """Generate ``requests`` (GenRequest) with vLLM, the variant applied in the workers.
     Returns (results, meter) like :func:`sparkql.runtime.generation.transformers_backend.generate_transformers`."""
     from sparkql.runtime.generation.transformers_backend import GenResult
 
     check_sampling(sampling)
-    eng = engine_for(model_path, dtype, model_id=model_id, memory=memory, device=device)
-    tok = tokenizer_for(model_path)
+    eng = engine_for(model_path, dtype, model_id=model_id, memory=memory, device=device,
+                     trust_remote_code=trust_remote_code)
+    tok = tokenizer_for(model_path, trust_remote_code)
     stops = stop_ids_for(model_path)
     max_ctx = max_context(model_path)
     meter = _Meter()

@@ -120,3 +120,24 @@ def test_canary_agreement_counts_shared_leading_tokens():
     assert V.agreement([[1, 2, 9, 9]], [[1, 2, 3, 4]]) == 0.5
     assert V.agreement([[1, 2]], [[1, 2, 3, 4]]) == 0.5  # a shorter continuation is a disagreement
     assert V.agreement([[], [7]], [[], [8]]) == 0.5
+
+
+def test_trust_remote_code_reaches_the_engine_only_when_the_study_allows_it(tiny_qwen3, monkeypatch):
+    """`trust_remote_code = on` reaches vLLM as it reaches the transformers loader; off by default.
+    vLLM's LLM is replaced by a recorder (the real engine's start is tested in the vLLM lane)."""
+    seen: list[dict] = []
+
+    class RecordingLLM:
+        def __init__(self, **kwargs):
+            seen.append(kwargs)
+
+    fake = types.ModuleType("vllm")
+    fake.LLM = RecordingLLM
+    platforms = types.ModuleType("vllm.platforms")
+    platforms.current_platform = types.SimpleNamespace(device_type="cpu")
+    monkeypatch.setitem(__import__("sys").modules, "vllm", fake)
+    monkeypatch.setitem(__import__("sys").modules, "vllm.platforms", platforms)
+    monkeypatch.setattr(V, "_ENGINES", {})
+    V.engine_for(str(tiny_qwen3), "fp32")
+    V.engine_for(str(tiny_qwen3), "fp32", trust_remote_code=True)
+    assert [k["trust_remote_code"] for k in seen] == [False, True]  # two engines: the setting is in the key
