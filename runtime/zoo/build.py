@@ -157,10 +157,20 @@ def _build_into(out: Path, preset: str, rhash: str, log: Log) -> dict:
         return timed()
 
     def progress(stage_name: str) -> Callable[[dict], None]:
+        total = r[stage_name]["steps"]
+        t0 = time.perf_counter()
+
         def show(e: dict) -> None:
-            keys = ("loss", "reward", "completions/trace_share", "elapsed_s")
-            log(f"  {stage_name} step {e['step']}: " + ", ".join(f"{k}={e[k]}" for k in keys if k in e))
+            keys = ("loss", "reward", "completions/trace_share")
+            step, elapsed = e["step"], time.perf_counter() - t0
+            left = elapsed / step * (total - step) if step else None
+            when = f"{elapsed:.0f}s" + (f", ~{left:.0f}s left in {stage_name}" if left is not None and step < total else "")
+            log(f"  {stage_name} step {step}/{total}: " + ", ".join(f"{k}={e[k]}" for k in keys if k in e) + f"  ({when})")
         return show
+
+    log(f"building the {preset} zoo: base {r['base']['steps']} steps, sft {r['sft']['steps']}, "
+        f"grpo {r['grpo']['steps']}, then eval on {r['eval']['problems']} problems per set; "
+        "each stage prints its steps with the time left")
 
     with _threads(1):
         with stage("tokenizer"):

@@ -94,6 +94,22 @@ def test_same_seed_same_weights(micro_preset, tmp_path):
     assert _weights_hash(tmp_path / "c") != _weights_hash(tmp_path / "a")
 
 
+def test_build_log_gives_totals_and_time_left(micro_preset, tmp_path):
+    from sparkql.runtime.zoo.build import build_zoo
+
+    logs: list[str] = []
+    build_zoo(tmp_path / "z", preset=micro_preset, log=logs.append)
+    r = zoo.PRESETS[micro_preset]
+    assert logs[0].startswith(f"building the {micro_preset} zoo: base {r['base']['steps']} steps, sft {r['sft']['steps']}")
+    for stage in ("base", "sft", "grpo"):
+        total = r[stage]["steps"]
+        steps = [m for m in logs if m.startswith(f"  {stage} step ")]
+        assert steps and all(f"/{total}: " in m for m in steps), (stage, steps)
+        assert steps[-1].startswith(f"  {stage} step {total}/{total}: ")
+        assert all("s left in " + stage in m for m in steps[:-1])  # every line before the last says how long
+    assert any("s left in grpo" in m for m in logs)  # micro's grpo logs every step
+
+
 def test_concurrent_builds_build_once(micro_preset, tmp_path):
     """Two builders of the same zoo: one builds, the other waits on the lock and reuses it."""
     from sparkql.runtime.zoo.build import build_zoo
