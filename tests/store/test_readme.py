@@ -166,3 +166,11 @@ def test_param_errors_are_user_errors(two_series):
     assert mixed.returncode == 2 and "mixes named" in mixed.stderr
     text = sparkql_sql(two_series, "SELECT ? AS v", "--param", "a=b", "--format", "csv")  # no $a: a plain value
     assert text.stdout.split() == ["v", "a=b"]
+
+
+def test_reading_views_carry_labels_beside_their_ids(two_series):
+    r = sparkql_sql(two_series, "SELECT DISTINCT model FROM circuit_heads ORDER BY model", "--format", "csv")
+    assert r.stdout.split()[1:] == ["base"] + [f"{s}[step={n}]" for s in ("grpo", "sft") for n in fakes.STEPS]
+    r = sparkql_sql(two_series, "SELECT DISTINCT series, read_from_label FROM reward_curve WHERE step = 150 ORDER BY 1",
+                    "--format", "csv")  # logged at 150: first held by checkpoint-200's trainer_state.json
+    assert r.stdout.split()[1:] == ["grpo,grpo[step=200]", "sft,sft[step=200]"]
