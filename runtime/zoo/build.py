@@ -140,6 +140,9 @@ def _build_into(out: Path, preset: str, rhash: str, log: Log) -> dict:
     from sparkql.runtime.zoo.grpo import grpo
 
     r = layout_mod.recipe(preset)
+    log(f"building the {preset} zoo: base {r['base']['steps']} steps, sft {r['sft']['steps']}, "
+        f"grpo {r['grpo']['steps']}, then eval on {r['eval']['problems']} problems per set; "
+        "each stage prints its steps with the time left")
     seed = r["seed"]
     out.mkdir(parents=True)
     timings: dict[str, float] = {}
@@ -167,10 +170,6 @@ def _build_into(out: Path, preset: str, rhash: str, log: Log) -> dict:
             when = f"{elapsed:.0f}s" + (f", ~{left:.0f}s left in {stage_name}" if left is not None and step < total else "")
             log(f"  {stage_name} step {step}/{total}: " + ", ".join(f"{k}={e[k]}" for k in keys if k in e) + f"  ({when})")
         return show
-
-    log(f"building the {preset} zoo: base {r['base']['steps']} steps, sft {r['sft']['steps']}, "
-        f"grpo {r['grpo']['steps']}, then eval on {r['eval']['problems']} problems per set; "
-        "each stage prints its steps with the time left")
 
     with _threads(1):
         with stage("tokenizer"):
