@@ -110,6 +110,20 @@ def load_model(path: str | Path, dtype: str = "auto", device: str = "auto", ref:
         return _load(ref, d, weights, base, config, adapter, dev, dt, trust_remote_code)
 
 
+# For steps, which may not import torch themselves (tests/test_layering.py): what a load or a
+# forward pass raises when the device's memory is full, and how to give a freed model's memory back.
+OutOfMemory = torch.OutOfMemoryError
+
+
+def free_memory() -> None:
+    """Collect the models just dropped and hand their cached GPU memory back to the driver."""
+    import gc
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 @contextlib.contextmanager
 def quiet_transformers() -> Iterator[None]:
     """No "Loading weights" bars from transformers while we load: printed to stderr, they land in

@@ -76,8 +76,11 @@ def build_zoo(out_dir: str | Path | None = None, preset: str | None = None, forc
     root = Path(out_dir).resolve() if out_dir else layout_mod.cache_root(name)
     if not _is_complete(root, rhash) or force:
         _check_writable(root.parent)  # before minutes of training, not after
+    from sparkql.runtime.models.loading import quiet_transformers
+
     try:
-        return _build_locked(root, name, rhash, force, log)
+        with quiet_transformers():  # no "Writing model shards" bars between the step lines
+            return _build_locked(root, name, rhash, force, log)
     except OSError as e:
         if e.filename is None or not str(e.filename).startswith(str(root.parent)):
             raise
