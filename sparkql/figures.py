@@ -37,8 +37,11 @@ SIZES: dict[str, tuple[int, int]] = {
     "frequency": (800, 700),
     "emergent_map": (1200, 600),
     "passk": (1200, 500),
-    "scores": (1200, 600),
+    "scores": (1200, 600),  # the least: more rows or more than SCORE_COLUMNS columns make it taller
 }
+SCORE_COLUMNS = 8  # metric columns per panel of the scores table
+SCORE_ROW_PX = 30
+SCORE_CHARS = 13  # width of a score column, in characters: "84.9 (-15.1)"
 BLUE, RED = "#1f5fbf", "#c0392b"
 
 
@@ -319,7 +322,6 @@ def scores_figure(con, out: Path, formats=("png", "svg")) -> FigureResult:
         if c not in cols:
             cols.append(c)
     cols.sort(key=lambda c: (c[0], c[1], c[2] or 0))
-    keep = cols[:8]  # a readable table; the CSV has every column
     table: dict[tuple, dict] = {}
     for r in rows:
         table.setdefault((r["model"], r["variant"]), {})[(r["dataset"], r["metric"], r["k"])] = r
@@ -336,16 +338,29 @@ def scores_figure(con, out: Path, formats=("png", "svg")) -> FigureResult:
             txt += f" ({100 * r['delta']:+.1f})"
         return txt
 
-    body = [[m, v] + [cell(cells.get(c)) for c in keep] for (m, v), cells in table.items()]
-    fig = _new_figure("scores")
-    ax = fig.subplots()
-    ax.axis("off")
-    t = ax.table(cellText=body, colLabels=["model", "variant"] + [head(c) for c in keep], loc="upper center",
-                 cellLoc="center")
-    t.auto_set_font_size(False)
-    t.set_fontsize(8)
-    t.scale(1, 1.6)
-    ax.set_title("intact vs variants: score in % (change vs intact under the same sampling)", fontsize=10)
+    # Every column, SCORE_COLUMNS to a panel: wider tables wrap into panels stacked below (each
+    # with the model and variant again), and the figure grows to keep rows readable.
+    panels = [cols[i: i + SCORE_COLUMNS] for i in range(0, len(cols), SCORE_COLUMNS)]
+    panel_px = (len(table) + 2) * SCORE_ROW_PX  # the rows and a two-line header
+    w, h = SIZES["scores"]
+    h = max(h, 70 + len(panels) * (panel_px + 30))
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(w / DPI, h / DPI), dpi=DPI)
+    fig.suptitle("intact vs variants: score in % (change vs intact under the same sampling)", fontsize=10)
+    top = 1 - 50 / h
+    # column widths by their text (in characters): the labels as long as they are, a score "84.9 (-15.1)"
+    label_chars = [max(len(x) for x in [name] + [str(k[j]) for k in table]) + 2 for j, name in enumerate(("model", "variant"))]
+    full = sum(label_chars) + SCORE_CHARS * SCORE_COLUMNS
+    for i, keep in enumerate(panels):
+        chars = label_chars + [SCORE_CHARS] * len(keep)
+        ax = fig.add_axes((0.02, top - (i + 1) * (panel_px + 30) / h + 30 / h, 0.96 * sum(chars) / full, panel_px / h))
+        ax.axis("off")
+        body = [[m, v] + [cell(cells.get(c)) for c in keep] for (m, v), cells in table.items()]
+        t = ax.table(cellText=body, colLabels=["model", "variant"] + [head(c) for c in keep], cellLoc="center",
+                     colWidths=[c / sum(chars) for c in chars], bbox=(0, 0, 1, 1))
+        t.auto_set_font_size(False)
+        t.set_fontsize(8)
     res.files += _save(fig, out, "scores", formats)
     p = out / "scores.csv"
     with open(p, "w", newline="") as f:

@@ -93,11 +93,18 @@ def circuit_json(con: Any, circuit_id: str) -> dict:
         "nodes": nodes,
         "edges": edges,
         "sparkql": {
-            "circuit_id": cid, "model_id": c[1], "dataset": c[2], "metric": c[3], "ig_steps": c[4],
+            "circuit_id": cid, "model_id": c[1], "model": _model_label(con, c[1]), "dataset": c[2], "metric": c[3], "ig_steps": c[4],
             "top_n": c[5], "tau": c[6], "n_examples": c[7], "faithfulness": c[8],
             "score_convention": "clean minus corrupted, IG grid k=1..m, mean over examples (docs/eap_ig.md)",
         },
     }
+
+
+def _model_label(con: Any, model_id: str) -> str:
+    """What a reader calls the model (``sft[step=160]``, ``base``); the id's first 12 digits when
+    the store has no label for it."""
+    row = con.execute("SELECT label FROM models WHERE model_id = ?", [model_id]).fetchone()
+    return row[0] if row and row[0] else str(model_id)[:12]
 
 
 def _q(s: str) -> str:
@@ -119,7 +126,7 @@ def circuit_dot(con: Any, circuit_id: str) -> str:
     colors = {"input": "#d9ead3", "head": "#cfe2f3", "mlp": "#fce5cd", "logits": "#ead1dc"}
     out = [
         f"digraph {_q('circuit_' + cid[:12])} {{",
-        f'  label={_q(f"{c[2]} on {c[1]}  metric={c[3]}  faithfulness=" + (f"{c[8]:.3f}" if c[8] is not None else "n/a"))};',
+        f'  label={_q(f"{c[2]} on {_model_label(con, c[1])}  metric={c[3]}  faithfulness=" + (f"{c[8]:.3f}" if c[8] is not None else "n/a"))};',
         "  labelloc=t; rankdir=BT; node [shape=box, style=\"rounded,filled\", fontname=Helvetica];",
     ]
     by_layer: dict[Any, list[str]] = {}

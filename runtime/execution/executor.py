@@ -224,8 +224,8 @@ def _fmt_summary(summary: dict[str, Any], rows: dict[str, int]) -> str:
     parts = [f"{k}={v}" for k, v in summary.items() if v is not None and v != ""]
     if not parts:
         parts = [f"{t}+{n}" for t, n in rows.items() if n]
-    text = "  ".join(parts)
-    return text if len(text) <= 100 else text[:97] + "..."
+    # Whole, however long: a cut summary hid the very numbers (pass@k, deltas) the line is for.
+    return "  ".join(parts)
 
 
 def execute(

@@ -9,7 +9,9 @@ The estimate weighs steps by the plan's cost figures (sparkql/plan/steps.py
 on a 1.5B model and a head-set difference are not the same amount of work: it is rough, and says so ("~").
 
 When the console is not a terminal (CI, pipes, tests) nothing live is drawn;
-the per-step log lines still are.
+the per-step log lines still are, and a handler's task with a total prints a line at every
+tenth of it (and at least once a minute while it advances), so a long generation or circuit
+is not silent for minutes in a log.
 """
 
 from __future__ import annotations
@@ -32,20 +34,53 @@ def _fmt_seconds(s: float | None) -> str:
     return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"
 
 
+LINE_EVERY_S = 60.0  # without a terminal: at least one line a minute while a task advances
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+
 class TaskHandle:
     """What a handler gets from ``ctx.progress.task(...)``."""
 
-    def __init__(self, owner: "Progress", task_id: TaskID | None) -> None:
+    def __init__(self, owner: "Progress", task_id: TaskID | None, description: str = "",
+                 total: float | None = None) -> None:
         self._owner = owner
         self._id = task_id
+        # Without a live display: the task's own log lines (see the module's docstring).
+        self._description = description.replace("\\[", "[")  # rich-escaped labels: ckpt\[step=200]
+        self._total = total
+        self._done = 0.0
+        self._eta = ""
+        self._started = self._last_line = time.monotonic()
+        self._last_tenth = 0
 
     def advance(self, n: float = 1) -> None:
         if self._id is not None:
             self._owner._rich.advance(self._id, n)
+        elif self._total and not self._owner.live:
+            self._done += n
+            self._maybe_log()
 
     def update(self, **fields) -> None:
         if self._id is not None:
             self._owner._rich.update(self._id, **fields)
+        elif "eta" in fields:
+            self._eta = str(fields["eta"])  # the free text a handler shows (tokens, tok/s)
+
+    def _maybe_log(self) -> None:
+        now = time.monotonic()
+        tenth = int(10 * self._done / self._total)
+        if tenth <= self._last_tenth and now - self._last_line < LINE_EVERY_S:
+            return
+        self._last_tenth, self._last_line = max(tenth, self._last_tenth), now
+        elapsed = now - self._started
+        left = elapsed / self._done * (self._total - self._done) if self._done else None
+        n, total = _num(self._done), _num(self._total)
+        line = (f"  … {self._description}: {n}/{total} ({self._done / self._total:.0%})  "
+                f"{_fmt_seconds(elapsed)} elapsed" + (f", ~{_fmt_seconds(left)} left" if left else ""))
+        self._owner.log(line + (f"  {self._eta}" if self._eta else ""))
 
     def close(self) -> None:
         if self._id is not None:
@@ -123,5 +158,5 @@ class Progress:
 
     def task(self, description: str, total: float | None = None) -> TaskHandle:
         if not self.live:
-            return TaskHandle(self, None)
+            return TaskHandle(self, None, description.strip(), total)
         return TaskHandle(self, self._rich.add_task("  " + description, total=total, eta=""))

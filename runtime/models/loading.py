@@ -7,12 +7,13 @@ passes see every attention op (sdpa hides them from hooks in some versions).
 
 from __future__ import annotations
 
+import contextlib
 import pickle
 import re
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 
@@ -92,8 +93,6 @@ def load_model(path: str | Path, dtype: str = "auto", device: str = "auto", ref:
                trust_remote_code: bool = False, base: str | None = None) -> LoadedModel:
     """Load a model directory; a PEFT adapter checkpoint (``base`` given, or ``path`` holding
     adapter_config.json and no config.json) is loaded as the adapter merged into its base."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     d = local_dir(str(path))
     if base is None and not (d / "config.json").is_file():
         from sparkql.runtime.models.lora import base_from_adapter_config
@@ -107,6 +106,43 @@ def load_model(path: str | Path, dtype: str = "auto", device: str = "auto", ref:
         check_weight_files(d)  # the adapter's own safetensors
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
+    with quiet_transformers():
+        return _load(ref, d, weights, base, config, adapter, dev, dt, trust_remote_code)
+
+
+# For steps, which may not import torch themselves (tests/test_layering.py): what a load or a
+# forward pass raises when the device's memory is full, and how to give a freed model's memory back.
+OutOfMemory = torch.OutOfMemoryError
+
+
+def free_memory() -> None:
+    """Collect the models just dropped and hand their cached GPU memory back to the driver."""
+    import gc
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+@contextlib.contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """No "Loading weights" bars from transformers while we load: printed to stderr, they land in
+    the middle of the run's step lines (in a log file, as carriage-return garbage). Restored after,
+    so a notebook that imported sparkql keeps its own setting."""
+    from transformers.utils import logging as hf_logging
+
+    was = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was:
+            hf_logging.enable_progress_bar()
+
+
+def _load(ref, d: Path, weights: Path, base, config, adapter, dev, dt, trust_remote_code: bool) -> "LoadedModel":
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
     try:
         model = AutoModelForCausalLM.from_pretrained(
             weights, dtype=dt, attn_implementation="eager", local_files_only=True, trust_remote_code=trust_remote_code

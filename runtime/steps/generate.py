@@ -228,12 +228,8 @@ def _reference(spec: GenerateSpec, prompts: list[str], variant, dtype: str, devi
     loaded for it and freed at once. Computed before the engine starts when it is not running;
     when a running engine leaves no room on the GPU, the engine is released (the canary restarts
     it) rather than skipping the check."""
-    import gc
-
-    import torch
-
     from sparkql.runtime.generation import vllm_backend as V
-    from sparkql.runtime.models.loading import load_model
+    from sparkql.runtime.models.loading import OutOfMemory, free_memory, load_model
 
     def once():
         lm = load_model(spec.model.path, dtype=dtype, device=device, ref=spec.model, base=spec.model.base)
@@ -241,13 +237,11 @@ def _reference(spec: GenerateSpec, prompts: list[str], variant, dtype: str, devi
             return V.transformers_reference(lm, prompts, variant, tokens)
         finally:
             del lm
-            gc.collect()
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
+            free_memory()
 
     try:
         return once()
-    except (SparkError, torch.OutOfMemoryError) as e:
+    except (SparkError, OutOfMemory) as e:
         if "out of memory" not in str(getattr(e, "message", e)).lower() or not V.release_engines(spec.model.model_id):
             raise
         return once()

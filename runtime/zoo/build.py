@@ -76,8 +76,11 @@ def build_zoo(out_dir: str | Path | None = None, preset: str | None = None, forc
     root = Path(out_dir).resolve() if out_dir else layout_mod.cache_root(name)
     if not _is_complete(root, rhash) or force:
         _check_writable(root.parent)  # before minutes of training, not after
+    from sparkql.runtime.models.loading import quiet_transformers
+
     try:
-        return _build_locked(root, name, rhash, force, log)
+        with quiet_transformers():  # no "Writing model shards" bars between the step lines
+            return _build_locked(root, name, rhash, force, log)
     except OSError as e:
         if e.filename is None or not str(e.filename).startswith(str(root.parent)):
             raise
@@ -140,6 +143,9 @@ def _build_into(out: Path, preset: str, rhash: str, log: Log) -> dict:
     from sparkql.runtime.zoo.grpo import grpo
 
     r = layout_mod.recipe(preset)
+    log(f"building the {preset} zoo: base {r['base']['steps']} steps, sft {r['sft']['steps']}, "
+        f"grpo {r['grpo']['steps']}, then eval on {r['eval']['problems']} problems per set; "
+        "each stage prints its steps with the time left")
     seed = r["seed"]
     out.mkdir(parents=True)
     timings: dict[str, float] = {}
@@ -157,9 +163,15 @@ def _build_into(out: Path, preset: str, rhash: str, log: Log) -> dict:
         return timed()
 
     def progress(stage_name: str) -> Callable[[dict], None]:
+        total = r[stage_name]["steps"]
+        t0 = time.perf_counter()
+
         def show(e: dict) -> None:
-            keys = ("loss", "reward", "completions/trace_share", "elapsed_s")
-            log(f"  {stage_name} step {e['step']}: " + ", ".join(f"{k}={e[k]}" for k in keys if k in e))
+            keys = ("loss", "reward", "completions/trace_share")
+            step, elapsed = e["step"], time.perf_counter() - t0
+            left = elapsed / step * (total - step) if step else None
+            when = f"{elapsed:.0f}s" + (f", ~{left:.0f}s left in {stage_name}" if left is not None and step < total else "")
+            log(f"  {stage_name} step {step}/{total}: " + ", ".join(f"{k}={e[k]}" for k in keys if k in e) + f"  ({when})")
         return show
 
     with _threads(1):

@@ -14,6 +14,7 @@ import datetime as _dt
 import decimal
 import io
 import json
+import re
 import sys
 import uuid
 from pathlib import Path
@@ -69,6 +70,8 @@ def query_error(e: Exception, con, db: str) -> SparkError:
             hint = f"{note}; {hint}"
     elif isinstance(e, duckdb.ParserException):
         hint = "check the SQL syntax (DuckDB dialect); quote the whole query for the shell"
+    elif "parameter" in msg.lower():
+        hint = 'give one --param per ? (in order), or --param NAME=VALUE per $NAME, e.g. --param 160'
     return SparkError(f"query failed: {msg}", hint=hint, file=db)
 
 
@@ -100,22 +103,85 @@ def write_rows(fmt: str, columns: list[str], rows: list[tuple], out) -> None:
         raise ValueError(fmt)
 
 
-def print_table(columns: list[str], rows: list[tuple], limit: int | None) -> None:
+# Ids (circuit_id, eval_id, model_id, set_key, ...) are 64-hex content addresses: whole, a table of
+# them folds every row over many lines at 80 columns. The table shows their first SHORT_ID digits,
+# enough to tell them apart and to find one again (`WHERE eval_id LIKE 'prefix%'`, and `sparkql
+# export circuit` takes a prefix); csv, json, parquet and --full-ids keep the whole key for joins.
+SHORT_ID = 12
+_HEX_ID = re.compile(r"[0-9a-f]{32,}")
+
+
+def _cell(v, full_ids: bool) -> tuple[str, bool]:
+    """The text of one value, and whether it is a shortened id."""
+    if v is None:
+        return "NULL", False
+    if isinstance(v, float):
+        return f"{v:.6g}", False
+    text = str(v)
+    if not full_ids and isinstance(v, str) and _HEX_ID.fullmatch(text):
+        return text[:SHORT_ID] + "…", True
+    return text, False
+
+
+def print_table(columns: list[str], rows: list[tuple], limit: int | None, full_ids: bool = False,
+                layout: str = "auto") -> None:
+    """Rows as a table, or, when the table is wider than the terminal (``layout`` auto) or asked
+    for (``records``), as one block of ``column  value`` lines per row: folded into an 80-column
+    terminal, a 13-column table wraps every value over several lines, digits included."""
     from rich.table import Table
     from rich.text import Text
 
-    t = Table(show_lines=False)
-    for c in columns:
-        t.add_column(Text(c), overflow="fold")
     shown = rows if limit is None else rows[:limit]
-    for r in shown:
-        # Text, not str: values are data, and `ckpt[step=200]` must not be read as rich markup.
-        t.add_row(*[Text("NULL" if v is None else (f"{v:.6g}" if isinstance(v, float) else str(v))) for v in r])
-    console.print(t)
+    cells = [[_cell(v, full_ids) for v in r] for r in shown]
+    shortened = any(short for r in cells for _, short in r)
+    texts = [[text for text, _ in r] for r in cells]
+    widths = [max([len(c)] + [max(map(len, r[i].splitlines() or [""])) for r in texts]) for i, c in enumerate(columns)]
+    natural = sum(widths) + 3 * len(columns) + 1  # rich's box: a border and padding around every cell
+    if layout == "records" or (layout == "auto" and natural > console.width and len(columns) > 1):
+        name_width = max(map(len, columns))
+        for n, r in enumerate(texts, 1):
+            console.print(Text(f"-[ row {n} ]" + "-" * max(0, min(console.width, 40) - 11 - len(str(n))), style="dim"))
+            for c, text in zip(columns, r):
+                console.print(Text(f"{c.ljust(name_width)}  {text}"), overflow="fold")
+    else:
+        t = Table(show_lines=False)
+        for c in columns:
+            t.add_column(Text(c), overflow="fold")
+        for r in texts:
+            # Text, not str: values are data, and `ckpt[step=200]` must not be read as rich markup.
+            t.add_row(*[Text(text) for text in r])
+        console.print(t)
     if len(shown) == len(rows):
         console.print(f"{len(rows)} row(s)", style="dim")
     else:
         console.print(f"first {len(shown)} row(s) shown; --limit 0 or --format csv for all", style="dim")
+    if shortened:
+        console.print(f"ids shown by their first {SHORT_ID} hex digits (… marks them); --full-ids or "
+                      "--format csv/json for whole keys", style="dim")
+
+
+def parse_params(query: str, given: tuple[str, ...]) -> list | dict | None:
+    """``--param`` values: positional for ``?`` / ``$1`` (in order), or ``NAME=VALUE`` for ``$NAME``.
+
+    A value is passed as text; DuckDB casts it to the type the query gives the parameter
+    (``step = ?`` makes it an integer). A ``NAME=VALUE`` whose ``$NAME`` the query does not use is
+    an ordinary positional value (so ``--param a=b`` still binds the text ``a=b`` to a ``?``)."""
+    if not given:
+        return None
+    named: dict[str, str] = {}
+    positional: list[str] = []
+    for g in given:
+        name, eq, value = g.partition("=")
+        if eq and re.fullmatch(r"[A-Za-z_]\w*", name) and re.search(rf"\${re.escape(name)}\b", query):
+            if name in named:
+                raise SparkError(f"--param {name} is given twice", hint=f"give ${name} one value")
+            named[name] = value
+        else:
+            positional.append(g)
+    if named and positional:
+        raise SparkError("--param mixes named (NAME=VALUE) and positional values",
+                         hint="DuckDB binds either ? / $1 parameters or $name ones in a query, not both")
+    return named or positional
 
 
 @click.command("sql")
@@ -129,10 +195,20 @@ def print_table(columns: list[str], rows: list[tuple], limit: int | None) -> Non
               help="Open the store read-write and run any statement (INSERT, DELETE, CREATE, COPY TO, ...); "
                    "without it only queries run, and nothing but --out is written.")
 @click.option("--limit", type=int, default=200, show_default=True, help="Rows shown by --format table (0: all).")
-def sql(query: str, db: str, fmt: str, out: str | None, write: bool, limit: int) -> None:
+@click.option("--param", "params", multiple=True, metavar="VALUE|NAME=VALUE",
+              help="A query parameter, repeatable: one per ? (or $1, $2, ...) in order, or NAME=VALUE for $NAME.")
+@click.option("--layout", type=click.Choice(["auto", "table", "records"]), default="auto", show_default=True,
+              help="--format table: a table, one block per row (records), or records only when the table "
+                   "is wider than the terminal (auto).")
+@click.option("--full-ids", is_flag=True,
+              help="Show whole 64-hex ids in --format table (by default their first 12 digits).")
+def sql(query: str, db: str, fmt: str, out: str | None, write: bool, limit: int, params: tuple[str, ...],
+        full_ids: bool, layout: str) -> None:
     """Run SQL (DuckDB dialect) against the results store.
 
     Example: sparkql sql "SELECT set_name, step, newly_activated, maintained FROM cohort_checkpoints ORDER BY step"
+
+    With a parameter: sparkql sql "SELECT src, dst, score FROM edges WHERE circuit_id LIKE ? || '%' LIMIT 20" --param 3f2a9c
     """
     import duckdb
 
@@ -148,11 +224,12 @@ def sql(query: str, db: str, fmt: str, out: str | None, write: bool, limit: int)
         raise query_error(e, None, db) from None
     if not statements:
         raise SparkError("no SQL statement to run", hint='give a query, e.g. sparkql sql "SELECT * FROM runs"')
+    bound = parse_params(query, params)
     con = connect(db, read_only=False) if write else open_db(db)
     try:
         if fmt == "parquet":
             try:
-                rel = con.sql(query)
+                rel = con.sql(query, params=bound)
                 if rel is None:
                     raise SparkError("the statement returns no rows to write", hint="give a SELECT", file=db)
                 table = rel.to_arrow_table()
@@ -166,7 +243,7 @@ def sql(query: str, db: str, fmt: str, out: str | None, write: bool, limit: int)
             console.print(f"wrote {table.num_rows} row(s) to {out}")
             return
         try:
-            cur = con.execute(query)
+            cur = con.execute(query, bound)
         except duckdb.Error as e:
             raise query_error(e, con, db) from None
         if cur.description is None:  # a statement without a result (with --write)
@@ -183,7 +260,7 @@ def sql(query: str, db: str, fmt: str, out: str | None, write: bool, limit: int)
     if fmt == "table":
         if out:
             raise SparkError("--format table prints to the terminal", hint="use --format csv or json with --out")
-        print_table(columns, rows, None if limit == 0 else limit)
+        print_table(columns, rows, None if limit == 0 else limit, full_ids, layout)
         return
     if out:
         with writing(out):

@@ -256,8 +256,9 @@ VIEWS: dict[str, str] = {
     "circuit_heads": """
         CREATE OR REPLACE VIEW circuit_heads AS
         SELECT n.circuit_id, c.model_id, c.dataset, n.layer, n.head,
-               'L' || n.layer || 'H' || n.head AS head_name, n.score
-        FROM nodes n LEFT JOIN circuits c USING (circuit_id)
+               'L' || n.layer || 'H' || n.head AS head_name, n.score,
+               m.label AS model  -- for reading: sft[step=160]; the ids are for joins
+        FROM nodes n LEFT JOIN circuits c USING (circuit_id) LEFT JOIN models m ON m.model_id = c.model_id
         WHERE n.kind = 'head' AND n.in_circuit""",
     "cohort_base_heads": """
         CREATE OR REPLACE VIEW cohort_base_heads AS
@@ -327,7 +328,8 @@ VIEWS: dict[str, str] = {
         FROM cohort_checkpoints c GROUP BY c.cohort_key""",
     "reward_curve": """
         CREATE OR REPLACE VIEW reward_curve AS
-        SELECT m.name AS series, r.model_id AS read_from, r.step, r.key, r.value
+        SELECT m.name AS series, r.model_id AS read_from, r.step, r.key, r.value,
+               m.label AS read_from_label  -- the checkpoint whose trainer_state.json held the entry
         FROM rewards r LEFT JOIN models m USING (model_id)""",
     "scores": """
         CREATE OR REPLACE VIEW scores AS

@@ -144,11 +144,16 @@ def test_export_dot_and_svg(study, tmp_path, monkeypatch):
     d, db, _, _ = study
     con = duckdb.connect(str(db), read_only=True)
     cid, n_in = con.execute("SELECT circuit_id, n_edges_in_circuit FROM circuits WHERE dataset = 'pairs'").fetchone()
+    label, model_id = con.execute("SELECT m.label, m.model_id FROM circuits c JOIN models m USING (model_id) "
+                                  "WHERE c.circuit_id = ?", [cid]).fetchone()
     dot = ex.circuit_dot(con, cid)
     assert dot.startswith("digraph") and dot.count(" -> ") == n_in and '"logits"' in dot
+    title = dot.splitlines()[1]  # the graph's label: what a reader calls the model, not its hash
+    assert title.startswith(f'  label="pairs on {label} ') and model_id not in title
     if shutil.which("dot"):
         out = ex.export_circuit(con, cid, "svg", tmp_path / "c.svg")
-        assert "<svg" in out.read_text()
+        svg = out.read_text()
+        assert "<svg" in svg and f"pairs on {label}" in svg and model_id not in svg
     monkeypatch.setattr(ex.shutil, "which", lambda name: None)
     with pytest.raises(SparkError, match="Graphviz") as err:
         ex.export_circuit(con, cid, "svg", tmp_path / "c2.svg")

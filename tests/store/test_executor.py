@@ -150,3 +150,37 @@ def test_live_progress_on_a_terminal(tmp_path, fake_circuits):
     text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", buf.getvalue())
     assert "16/16" in text and "[16/16] heads picked" in text  # the study bar: steps done/total, current step
     assert "left" in text  # the estimate once some work is done
+
+
+def slow_cohort(step, ctx):
+    """The real cohort step, behind a progress task like a generation's (20 samples, one at a
+    time) and with a summary longer than a line, as an eval's pass@k figures are."""
+    from rich.markup import escape
+
+    from sparkql.runtime.steps.cohort import run_cohort
+
+    with ctx.progress.task(escape("generate ckpt[step=400] intact on aime24"), total=20) as task:
+        for _ in range(20):
+            task.update(eta="12 tok  3.0 tok/s")
+            task.advance(1)
+    out = run_cohort(step, ctx)
+    out.summary.update({f"pass@{k}": round(0.1234 + k / 100, 4) for k in (1, 2, 4, 8, 16, 32, 64)})
+    out.summary["delta_vs_intact"] = -0.0625
+    return out
+
+
+def test_without_a_terminal_long_steps_print_progress_lines_and_whole_summaries(tmp_path, fake_circuits, monkeypatch):
+    plan = fakes.build_plan(tmp_path / "study")
+    monkeypatch.setitem(handlers.HANDLERS, "cohort", f"{__name__}:slow_cohort")
+    con, buf = _console()
+    execute(plan, tmp_path / "s.duckdb", live=False, console=con)
+    lines = buf.getvalue().splitlines()
+    ticks = [line for line in lines if line.startswith("  … generate ckpt[step=400] intact on aime24: ")]
+    # one line per tenth of the task, in order, with its rate text
+    assert [t.split(": ", 1)[1].split()[0] for t in ticks] == [f"{n}/20" for n in range(2, 21, 2)]
+    assert all("elapsed" in t and t.endswith("12 tok  3.0 tok/s") for t in ticks)
+    done = next(line for line in lines if line.startswith("✓") and "cohort emergent" in line)
+    assert lines.index(ticks[-1]) < lines.index(done)
+    for k in (1, 2, 4, 8, 16, 32, 64):  # the summary is whole, not cut at 100 characters
+        assert f"pass@{k}={round(0.1234 + k / 100, 4)}" in done
+    assert done.endswith("delta_vs_intact=-0.0625") and len(done) > 150

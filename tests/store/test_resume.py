@@ -66,10 +66,13 @@ def test_ctrl_c_stops_cleanly_and_the_rerun_resumes(tmp_path):
     from sparkql.store.lock import is_held
 
     root, db, counter = tmp_path / "study", tmp_path / "s.duckdb", tmp_path / "c.txt"
-    p = run_plan(root, db, counter, env={"SPARKQL_TEST_SLEEP": "0.6"}, wait=False)
-    end = time.monotonic() + 30
-    while len(calls(counter)) < 4 and time.monotonic() < end:  # inside the second circuit
+    held = tmp_path / "held"  # touched by the circuit of the first checkpoint, which then waits for the signal
+    p = run_plan(root, db, counter, env={"SPARKQL_TEST_HOLD": str(held)}, wait=False)
+    end = time.monotonic() + 60
+    while not held.exists() and p.poll() is None and time.monotonic() < end:
         time.sleep(0.02)
+    assert held.exists(), p.communicate(timeout=30)
+    assert calls(counter)[-1] == "circuit toy on ckpt[step=100]"  # the second circuit is in flight
     p.send_signal(signal.SIGINT)
     out, err = p.communicate(timeout=30)
     assert p.returncode in (130, -signal.SIGINT), (p.returncode, err)

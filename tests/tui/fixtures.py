@@ -237,12 +237,14 @@ def _fill(con: duckdb.DuckDBPyConnection) -> None:
     _insert(con, "cohort_checkpoints", ckpts)
     _insert(con, "cohort_heads", heads)
     _insert(con, "cohort_members", members)
-    # trainer_state.json log history: each checkpoint's holds every step so far.
-    for s in STEPS:
+    # trainer_state.json log history: each checkpoint's file holds every step so far, and the cohort
+    # step stores each entry once, under the first checkpoint that holds it (runtime/steps/cohort.py).
+    for prev, s in zip([0] + STEPS, STEPS):
         _insert(con, "rewards",
                 [{"model_id": model_id(s), "step": t, "key": "rewards/accuracy_reward", "value": round(0.2 + 0.5 * t / 500 - 0.05 * ((t // 50) % 2), 4)}
-                 for t in range(50, s + 1, 50)]
-                + [{"model_id": model_id(s), "step": t, "key": "loss", "value": round(1.0 - t / 1000, 4)} for t in range(50, s + 1, 50)])
+                 for t in range(prev + 50, s + 1, 50)]
+                + [{"model_id": model_id(s), "step": t, "key": "loss", "value": round(1.0 - t / 1000, 4)}
+                   for t in range(prev + 50, s + 1, 50)])
 
     # An ablation variant of the final checkpoint and evals of both.
     final = model_id(STEPS[-1])

@@ -284,3 +284,44 @@ async def test_store_vanishing_under_the_app_is_reported(store_copy):
             await pilot.pause(0.1)
         assert "no such file" in text_of(app.query_one("#status", Static))
         assert app.query_one("#runs-table", DataTable).row_count == 2  # what was on screen stays
+
+
+async def test_tab_moves_between_the_head_detail_panels_at_80x24(fixture_store):
+    """The strongest-edges panel is below the fold at 80x24: Tab reaches it and scrolls it into
+    view, Shift+Tab goes back (the screen's binding once named an action screens lack)."""
+    app = make_app(fixture_store, tab="heads")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(app.screen, HeadDetailScreen)
+        order = ["detail-across", "detail-cohorts", "detail-sets", "detail-edges"]
+        assert app.focused.id == order[0]
+        for want in order[1:]:
+            await pilot.press("tab")
+            await pilot.pause()
+            assert app.focused.id == want
+        edges = app.screen.query_one("#detail-edges", DataTable)
+        assert edges.row_count > 1
+        await settle(pilot)
+        # on screen: the panel's first rows lie inside the 24 lines, below the title rows
+        assert 3 <= edges.region.y and edges.region.y + 2 <= 23, edges.region
+        await pilot.press("shift+tab")
+        await pilot.pause()
+        assert app.focused.id == "detail-sets"
+
+
+async def test_tab_moves_between_the_samples_panes(fixture_store):
+    app = make_app(fixture_store, tab="evals")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(app.screen, SamplesScreen)
+        first = app.focused
+        await pilot.press("tab")
+        await pilot.pause()
+        assert app.focused is not first and app.focused is not None
+        await pilot.press("shift+tab")
+        await pilot.pause()
+        assert app.focused is first

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import threading
 
 import pytest
@@ -94,6 +95,25 @@ def test_same_seed_same_weights(micro_preset, tmp_path):
     assert _weights_hash(tmp_path / "c") != _weights_hash(tmp_path / "a")
 
 
+def test_build_log_gives_totals_and_time_left(micro_preset, tmp_path, capfd):
+    from sparkql.runtime.zoo.build import build_zoo
+
+    logs: list[str] = []
+    capfd.readouterr()
+    build_zoo(tmp_path / "z", preset=micro_preset, log=logs.append)
+    out, err = capfd.readouterr()
+    assert "%|" not in out + err and "shards" not in out + err  # no transformers bars between the lines
+    r = zoo.PRESETS[micro_preset]
+    assert logs[0].startswith(f"building the {micro_preset} zoo: base {r['base']['steps']} steps, sft {r['sft']['steps']}")
+    for stage in ("base", "sft", "grpo"):
+        total = r[stage]["steps"]
+        steps = [m for m in logs if m.startswith(f"  {stage} step ")]
+        assert steps and all(f"/{total}: " in m for m in steps), (stage, steps)
+        assert steps[-1].startswith(f"  {stage} step {total}/{total}: ")
+        assert all("s left in " + stage in m for m in steps[:-1])  # every line before the last says how long
+    assert any("s left in grpo" in m for m in logs)  # micro's grpo logs every step
+
+
 def test_concurrent_builds_build_once(micro_preset, tmp_path):
     """Two builders of the same zoo: one builds, the other waits on the lock and reuses it."""
     from sparkql.runtime.zoo.build import build_zoo
@@ -111,13 +131,27 @@ def test_concurrent_builds_build_once(micro_preset, tmp_path):
     assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]  # no temp dir left behind
 
 
-def test_post_training_changes_what_the_models_do(tiny_zoo):
-    """Re-measured from the saved directories (not the manifest): the base answers easy
-    problems directly; SFT reasons in <think> and beats the base on held-out hard problems.
+def _z(p1: float, p2: float, n: int) -> float:
+    """One-sided z of p1 > p2 for two shares of n problems each (normal approximation)."""
+    se = math.sqrt((p1 * (1 - p1) + p2 * (1 - p2)) / n)
+    return (p1 - p2) / se if se else math.inf * (1 if p1 > p2 else -1)
 
-    Tiny preset, measured on 2 cores: base easy 46%, hard 9%; SFT hard 26% (traces 100%).
-    The thresholds leave room for float differences across machines. GRPO's gains and its
-    rising reward need the full preset's steps: benchmarks/zoo_build.py checks those."""
+
+def test_post_training_changes_what_the_models_do(tiny_zoo):
+    """Re-measured from the saved directories (not the manifest): the base answers easy problems
+    directly and hard ones rarely; SFT reasons in <think> and solves more held-out hard problems.
+
+    Training is deterministic per machine, not across CPUs (other float kernels, other weights),
+    so the test asserts the properties the recipe is built for, with margins that hold across
+    machines, not one machine's figures. Spread of the tiny preset (benchmarks/zoo_spread.py:
+    seeds 0-3 with native AVX2 kernels, seeds 0-1 with emulated ones) on an AMD EPYC: base easy
+    24-43%, hard 10-16%, base easy traces 0-4%; SFT hard 24-32% with traces 99-100%; a report from
+    another EPYC: base hard 15%, SFT 20%. The former thresholds (base easy >= 35%, no trace at
+    all, easy - hard >= 20 points) failed on 4 of those 6 builds. Hence: traces on easy at most
+    10%; easy beats hard beyond the sampling noise of 80 problems (one-sided z >= 1.645, 95%),
+    not by a fixed gap; SFT writes traces (>= 90%) and solves more hard problems than the base
+    (strictly: the smallest gain reported is 4 of 80, within noise, so no larger margin is honest). GRPO's gains and its rising reward
+    need the full preset's steps: benchmarks/zoo_build.py checks those."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from sparkql.runtime.zoo import data, evaluate
@@ -132,9 +166,19 @@ def test_post_training_changes_what_the_models_do(tiny_zoo):
     base_easy = evaluate.accuracy(*base, sets["easy"])
     base_hard = evaluate.accuracy(*base, sets["hard"])
     sft_hard = evaluate.accuracy(*sft, sets["hard"])
-    assert base_easy["accuracy"] >= 0.35 and base_easy["trace_share"] == 0.0  # direct answers
-    assert base_easy["accuracy"] > base_hard["accuracy"] + 0.2  # hard problems are hard directly
-    assert sft_hard["trace_share"] >= 0.9  # SFT moved the model to step-by-step traces
-    assert sft_hard["accuracy"] >= base_hard["accuracy"] + 0.08
+    figures = {"base easy": base_easy, "base hard": base_hard, "sft hard": sft_hard}
+    assert base_easy["trace_share"] <= 0.1, figures  # the base answers directly
+    assert _z(base_easy["accuracy"], base_hard["accuracy"], base_easy["n"]) >= 1.645, figures  # hard is hard directly
+    assert sft_hard["trace_share"] >= 0.9, figures  # SFT moved the model to step-by-step traces
+    assert sft_hard["accuracy"] > base_hard["accuracy"], figures  # and they solve more of the held-out hard set
     _, manifest, _ = tiny_zoo
     assert manifest["accuracy"]["sft"]["hard"]["accuracy"] == sft_hard["accuracy"]  # the report is honest
+
+
+def test_the_margins_tell_signal_from_noise():
+    """The z used above, against hand-computed values: it fails a gap that 80 problems cannot
+    tell from noise and passes a clear one."""
+    assert _z(0.20, 0.15, 80) == pytest.approx(0.05 / math.sqrt((0.16 + 0.1275) / 80))
+    assert _z(0.20, 0.15, 80) < 1.645  # 16 vs 12 of 80: noise
+    assert _z(0.325, 0.1625, 80) > 1.645  # 26 vs 13 of 80: a difference
+    assert _z(0.0, 0.0, 80) == -math.inf and _z(1.0, 0.0, 80) == math.inf

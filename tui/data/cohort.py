@@ -38,13 +38,16 @@ def cohort_view(con: duckdb.DuckDBPyConnection, cohort_key: str) -> CohortView:
         raise KeyError(f"no cohort {cohort_key}")
     steps = [r[0] for r in cps]
     set_name, series = cps[0][6], cps[0][7]
-    # Reward curve: the log history of the last checkpoint covers the whole run.
-    last_model = cps[-1][5]
-    keys = [r[0] for r in con.execute("SELECT DISTINCT key FROM rewards WHERE model_id = ? ORDER BY key", [last_model]).fetchall()]
+    # Reward curve: the cohort step stores each log entry once, under the first checkpoint whose
+    # trainer_state.json holds it, so the whole curve is the union over the series' checkpoints.
+    ids = [r[5] for r in cps]
+    keys = [r[0] for r in con.execute("SELECT DISTINCT key FROM rewards WHERE list_contains(?, model_id) ORDER BY key",
+                                      [ids]).fetchall()]
     # The key the cohort step read the reward from, else the best guess.
     key = cps[-1][8] if cps[-1][8] in keys else pick_reward_key(set(keys))
     if key is not None:
-        pts = con.execute("SELECT step, avg(value) FROM rewards WHERE model_id = ? AND key = ? GROUP BY step ORDER BY step", [last_model, key]).fetchall()
+        pts = con.execute("SELECT step, avg(value) FROM rewards WHERE list_contains(?, model_id) AND key = ? "
+                          "GROUP BY step ORDER BY step", [ids, key]).fetchall()
     else:
         pts = [(r[0], r[4]) for r in cps if r[4] is not None]
         key = "reward" if pts else None

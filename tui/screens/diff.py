@@ -22,7 +22,8 @@ class DiffScreen(Screen[None]):
     DiffScreen .side { width: 1fr; border: round $panel; padding: 0 1; }
     """
 
-    BINDINGS = [Binding("escape,q", "app.pop_screen", "Back"), Binding("tab", "focus_next", "Next pane", show=False)]
+    BINDINGS = [Binding("escape,q", "app.pop_screen", "Back"), Binding("tab", "app.focus_next", "Next pane", show=False),
+                Binding("shift+tab", "app.focus_previous", "Previous pane", show=False)]
 
     def __init__(self, a: str, b: str) -> None:
         super().__init__()

@@ -24,6 +24,7 @@ class HeadDetailScreen(Screen[None]):
     HeadDetailScreen #detail-grid { grid-size: 1; grid-rows: auto; overflow-y: auto; height: 1fr; }
     HeadDetailScreen #detail-grid.wide { grid-size: 2 2; grid-rows: 1fr 1fr; }
     HeadDetailScreen .panel { height: auto; border: round $panel; }
+    HeadDetailScreen .panel:focus-within { border: round $accent; }  /* where Tab has moved to */
     HeadDetailScreen #detail-grid.wide .panel { height: 1fr; }
     HeadDetailScreen .panel DataTable { height: auto; max-height: 12; }
     HeadDetailScreen #detail-grid.wide .panel DataTable { max-height: 100%; height: 1fr; }
@@ -31,7 +32,8 @@ class HeadDetailScreen(Screen[None]):
 
     BINDINGS = [
         Binding("escape,q", "app.pop_screen", "Back"),
-        Binding("tab", "focus_next", "Next panel", show=False),
+        Binding("tab", "app.focus_next", "Next panel", show=False),
+        Binding("shift+tab", "app.focus_previous", "Previous panel", show=False),
     ]
 
     def __init__(self, layer: int, head: int, circuit_id: str | None, dataset: str | None, context: str) -> None:

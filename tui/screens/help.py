@@ -26,6 +26,7 @@ re-read every few seconds, so a `sparkql run` writing to it shows up live.
 | `c` | heads | color mode: score → cohort → frequency (paper fig. 2C) |
 | `[` `]` | heads | previous / next checkpoint of the series |
 | `Enter` | heads | the head's detail: score in every circuit, cohort, sets, edges |
+| `Tab` / `Shift+Tab` | head detail, samples, diff | next / previous panel (scrolled into view) |
 | `Enter` | cohorts | show the highlighted series |
 | `Enter` | evals | the eval's problems and samples |
 | `Space`, `d` | evals | mark A; diff A (or the intact model) against the row |

@@ -27,7 +27,8 @@ class SamplesScreen(Screen[None]):
     SamplesScreen #sample-text-box { width: 1fr; border-left: tall $panel; padding: 0 1; }
     """
 
-    BINDINGS = [Binding("escape,q", "app.pop_screen", "Back"), Binding("tab", "focus_next", "Next pane", show=False)]
+    BINDINGS = [Binding("escape,q", "app.pop_screen", "Back"), Binding("tab", "app.focus_next", "Next pane", show=False),
+                Binding("shift+tab", "app.focus_previous", "Previous pane", show=False)]
 
     def __init__(self, eval_id: str) -> None:
         super().__init__()
