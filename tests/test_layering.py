@@ -19,7 +19,7 @@ ALLOWED: dict[str, tuple[set[str], set[str]]] = {
     "sparkql.lang": ({"sparkql.errors", "sparkql.lang", "sparkql.plan.steps", "sparkql.plan.fingerprint",
                       "sparkql.builtins", "sparkql.zoo", "sparkql.runtime.models.adapters",
                       "sparkql.runtime.models.config", "sparkql.runtime.models.checkpoint",
-                      "sparkql.runtime.datasets"}, set()),
+                      "sparkql.runtime.models.device", "sparkql.runtime.datasets"}, set()),
     "sparkql.plan": ({"sparkql.errors", "sparkql.lang", "sparkql.plan", "sparkql.zoo"}, set()),
     "sparkql.store": ({"sparkql.errors", "sparkql.store"}, set()),
     "sparkql.runtime.datasets": ({"sparkql.errors", "sparkql.plan.steps", "sparkql.builtins"}, set()),

@@ -137,6 +137,10 @@ class EapResult:
     n_chunks: int
     targets: list[int] = field(default_factory=list)
     foils: list[int] = field(default_factory=list)
+    budget: int = 0
+    """The memory budget (bytes) chunks were sized to."""
+    peak_bytes: int | None = None
+    """Measured peak of the scoring above what was allocated before it (GPU only; None on a CPU)."""
 
     def edge_scores(self) -> np.ndarray:
         """Scores of every edge in :attr:`Graph.edge_index` order."""
@@ -341,6 +345,14 @@ class EapIg:
         self.p = Parts(lm)
         self.nm, self.attn_call = envoy_for(lm.model, self.p)
 
+    @property
+    def dtype_name(self) -> str:
+        return {torch.float32: "fp32", torch.float64: "fp64", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.p.dtype]
+
+    @property
+    def device_type(self) -> str:
+        return self.p.device.type
+
     # -- memory model ------------------------------------------------------------------
     def bytes_per_row(self, seq: int) -> int:
         """Rough peak bytes one stacked row of ``seq`` tokens costs through forward and
@@ -489,7 +501,7 @@ class EapIg:
     # -- driver ----------------------------------------------------------------------------
     def run(self, examples: Sequence[Example], steps: int = 100, metric: str = "kl", memory: int | str | None = None,
             fused: bool = True, progress: Any = None, description: str = "EAP-IG",
-            chunk_rows: int | None = None) -> EapResult:
+            chunk_rows: int | None = None, log: Callable[[str], None] | None = None) -> EapResult:
         """Scores for ``examples``. ``memory``: byte budget (int or ``8GiB``; None: a safe share of
         free memory). ``chunk_rows`` forces a chunk size (tests). ``progress``: a Progress whose
         ``task(description, total)`` is advanced per example-step."""

@@ -158,7 +158,8 @@ def _sliding_window(config: dict, layer: int) -> int | None:
 
 
 def faithfulness(lm: Any, examples: Sequence[Example], in_circuit: np.ndarray, metric: str,
-                 targets: Sequence[int], foils: Sequence[int], batch: int = 8) -> Faithfulness:
+                 targets: Sequence[int], foils: Sequence[int], batch: int = 8, memory=None,
+                 log=None) -> Faithfulness:
     """Normalized faithfulness of the circuit ``in_circuit`` ((n_sources, n_dests) bool)."""
     fw = PatchedForward(lm)
     p = fw.p

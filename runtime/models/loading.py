@@ -34,9 +34,9 @@ def resolve_device(device: str) -> torch.device:
 
 
 def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
-    if dtype == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
-    return DTYPES[dtype]
+    from sparkql.runtime.models.device import concrete_dtype
+
+    return DTYPES[concrete_dtype(dtype, device.type)]
 
 
 def local_dir(path: str) -> Path:

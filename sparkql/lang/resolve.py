@@ -28,6 +28,7 @@ from sparkql.lang.study import (
     EvalTarget, ModelDecl, Note, RCircuit, RCohort, REval, RHeads, RIntervene, SetSource, Study,
 )
 from sparkql.plan.steps import CircuitParams, DatasetRef, ExecOptions, ModelRef, ModelShape, SamplingParams
+from sparkql.runtime.models.device import concrete_dtype
 
 _FORMATS = {".jsonl": "jsonl", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
 
@@ -408,7 +409,9 @@ class Resolver:
             think=think,
             system=self._get("system", opts),
             seed=self._get("seed", opts),
-            dtype=self._dtype(opts, models + ([base] if base else [])),
+            # resolved before keying: an fp32 CPU circuit is not a bf16 GPU circuit
+            dtype=concrete_dtype(self._dtype(opts, models + ([base] if base else [])),
+                                 self._get("device", opts) or "auto"),
         )
         self._within_context("max_tokens", s, models + ([base] if base else []))
         self._within_context("prefix_tokens", s, models + ([base] if base else []))

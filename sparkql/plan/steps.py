@@ -26,7 +26,7 @@ KEY_VERSION = 1
 """Bump when the meaning of any step's result changes, so old results are not reused."""
 
 StepKind = Literal[
-    "load_model", "circuit", "diff", "heads", "cohort", "intervene", "generate", "grade", "aggregate"
+    "load_model", "edge_scores", "circuit", "diff", "heads", "cohort", "intervene", "generate", "grade", "aggregate"
 ]
 
 
@@ -115,13 +115,13 @@ class DatasetRef(Frozen):
     (``skip``). Left out of the JSON (and so of every step key) at its default."""
 
 
-class CircuitParams(Frozen):
-    """EAP-IG options (docs/eap_ig.md)."""
+class ScoringParams(Frozen):
+    """What an EAP-IG edge scoring depends on: the key of an ``edge_scores`` step (docs/eap_ig.md).
+    Selection options (``top_n``, ``tau``) are not here, so a study that changes only them
+    re-selects from the stored scores."""
 
     method: Literal["eap_ig"] = "eap_ig"
     ig_steps: int = 100
-    top_n: int = 5000
-    tau: float = 0.1
     metric: Literal["kl", "logit_diff", "prob"] = "kl"
     corrupt: Literal["pairs", "digits", "shuffle"] = "digits"
     prefix: str | None = None
@@ -138,6 +138,17 @@ class CircuitParams(Frozen):
     """Optional system prompt."""
     seed: int = 0
     dtype: Literal["fp64", "fp32", "bf16", "fp16", "auto"] = "auto"
+    """The compiler resolves ``auto`` (bf16 on a GPU, fp32 on a CPU) before keying."""
+
+
+class CircuitParams(ScoringParams):
+    """EAP-IG options (docs/eap_ig.md): the scoring's, and the selection's."""
+
+    top_n: int = 5000
+    tau: float = 0.1
+
+    def scoring(self) -> ScoringParams:
+        return ScoringParams(**self.model_dump(exclude={"top_n", "tau"}))
 
 
 class SamplingParams(Frozen):
@@ -178,13 +189,25 @@ class LoadModelSpec(Frozen):
     dtype: Literal["fp64", "fp32", "bf16", "fp16", "auto"] = "auto"
 
 
+class EdgeScoresSpec(Frozen):
+    """EAP-IG edge scores of one model on one dataset -> ``scorings``, ``edge_scores``."""
+
+    kind: Literal["edge_scores"] = "edge_scores"
+    model: ModelRef
+    dataset: DatasetRef
+    params: ScoringParams
+
+
 class CircuitSpec(Frozen):
-    """EAP-IG on one model and dataset -> ``circuits``, ``edges``, ``nodes``."""
+    """A circuit selected from stored edge scores (step ``scores_key``), with its faithfulness
+    -> ``circuits``, ``edges``, ``nodes``."""
 
     kind: Literal["circuit"] = "circuit"
     model: ModelRef
     dataset: DatasetRef
     params: CircuitParams
+    scores_key: str
+    """Key of the ``edge_scores`` step whose scores this circuit selects from."""
 
 
 class HeadSetSpec(Frozen):
@@ -295,7 +318,7 @@ class AggregateSpec(Frozen):
 
 StepSpec = Annotated[
     Union[
-        LoadModelSpec, CircuitSpec, HeadSetSpec, CohortSpec, InterveneSpec, GenerateSpec, GradeSpec, AggregateSpec
+        LoadModelSpec, EdgeScoresSpec, CircuitSpec, HeadSetSpec, CohortSpec, InterveneSpec, GenerateSpec, GradeSpec, AggregateSpec
     ],
     Field(discriminator="kind"),
 ]

@@ -81,7 +81,8 @@ def build_plan(root: Path) -> Plan:
         st = _step("load_model", LoadModelSpec(model=r), f"load {r.label}", [])
         steps.append(st)
         loads[r.model_id] = st.key
-        cst = _step("circuit", CircuitSpec(model=r, dataset=dataset, params=params), f"circuit toy on {r.label}",
+        cst = _step("circuit", CircuitSpec(model=r, dataset=dataset, params=params, scores_key=f"scores-{r.model_id}"),
+                    f"circuit toy on {r.label}",
                     [st.key])
         steps.append(cst)
         circuits[r.model_id] = cst.key
