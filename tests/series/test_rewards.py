@@ -111,6 +111,7 @@ def run_study(tmp_path: Path, run: str, opts: str = "", monkeypatch=None):
     (tmp_path / "s.spark").write_text(STUDY.format(opts=opts))
     plan = compile_file(tmp_path / "s.spark")
     monkeypatch.setitem(handlers.HANDLERS, "circuit", f"{fake_circuits.__name__}:run")
+    monkeypatch.setitem(handlers.HANDLERS, "edge_scores", f"{fake_circuits.__name__}:run_scores")
     db = tmp_path / "s.duckdb"
     summary = execute(plan, db, live=False)
     assert summary.status == "done", [(s.label, s.error) for s in summary.steps if s.error]

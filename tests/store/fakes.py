@@ -146,3 +146,12 @@ def run_fake_circuit(step: Step, ctx) -> "object":
                 "n_edges_in_circuit": 2, "n_heads_in_circuit": len(active)}]
     return StepOutput(tables={"circuits": circuit, "nodes": nodes, "edges": edges},
                       summary={"heads": len(active)})
+
+
+def run_fake_edge_scores(step: Step, ctx) -> "object":
+    """Test-only edge scoring (no torch): one ``scorings`` row; the fake circuits make up their edges."""
+    from sparkql.runtime.execution.context import StepOutput
+
+    spec = step.spec
+    return StepOutput(tables={"scorings": [{"scores_id": step.key, "model_id": spec.model.model_id,
+                                            "dataset": spec.dataset.name, "ig_steps": spec.params.ig_steps}]})
