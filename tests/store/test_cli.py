@@ -152,7 +152,7 @@ def test_python_api(study, tmp_path):
     finally:
         con.close()
     again = sparkql.run(str(study), db=str(db), quiet=True)  # a path this time: same keys, all cached
-    assert (again.n_done, again.n_cached) == (0, 19)
+    assert (again.n_done, again.n_cached) == (0, 24)
 
 
 def raise_spark_error(step, ctx):
