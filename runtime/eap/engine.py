@@ -56,6 +56,7 @@ contraction per pass: the naive algorithm, used by tests and the benchmark.
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from dataclasses import dataclass, field
@@ -176,15 +177,6 @@ def available_memory(device: torch.device) -> int:
     except OSError:  # pragma: no cover - non-Linux
         pass
     return 4 * 2**30
-
-
-def default_budget(device: torch.device) -> int:
-    """A safe share of free memory: 70% of free GPU memory; on a CPU host (shared with other
-    processes) 40% of MemAvailable, at most 16 GiB."""
-    free = available_memory(device)
-    if device.type == "cuda":  # pragma: no cover - GPU only
-        return int(0.7 * free)
-    return int(min(0.4 * free, 16 * 2**30))
 
 
 # ----------------------------------------------------------------------------- model parts
@@ -353,25 +345,17 @@ class EapIg:
     def device_type(self) -> str:
         return self.p.device.type
 
-    # -- memory model ------------------------------------------------------------------
-    def bytes_per_row(self, seq: int) -> int:
-        """Rough peak bytes one stacked row of ``seq`` tokens costs through forward and
-        backward: saved activations of every layer (residual-sized tensors, the q/k/v and
-        repeat_kv copies, the MLP's intermediate, eager attention's probabilities) plus the
-        engine's own per-row reductions. Errs on the high side."""
-        p = self.p
-        es = torch.finfo(p.dtype).bits // 8
-        inter = int(p.lm.config.get("intermediate_size") or 4 * p.D)
-        per_tok_layer = 12 * p.D + 6 * p.H * p.dh + 6 * p.K * p.dh + 5 * inter + 3 * p.H * seq
-        extra = 8 * p.H * p.dh + 4 * p.D  # engine: per-row g/lin in compute dtype, VJP temporaries
-        return int(seq * (p.L * per_tok_layer * es + extra * 4) + 4 * int(p.lm.config["vocab_size"]) * 4)
+    # -- memory model (sparkql/plan/sizing.py: the same model `sparkql plan` prints) -----------
+    @property
+    def shape(self):
+        from sparkql.plan.sizing import shape_from_config
 
-    def bytes_per_example(self, seq: int) -> int:
-        """Activation differences kept for an example in flight: (n_sources, seq, D) plus the
-        per-layer destination block."""
-        p = self.p
-        es = torch.finfo(p.cdt).bits // 8
-        return int(seq * p.D * es * (p.graph.n_sources + 2 * p.graph.dests_per_layer))
+        return shape_from_config(self.p.lm.config, elem=torch.finfo(self.p.dtype).bits // 8)
+
+    def bytes_per_row(self, seq: int) -> int:
+        from sparkql.plan.sizing import row_bytes
+
+        return row_bytes(self.shape, seq)
 
     # -- clean / corrupted pre-pass ----------------------------------------------------
     @torch.no_grad()
@@ -409,12 +393,15 @@ class EapIg:
             """(n_sources, s, D) clean-minus-corrupted outputs of every source, in Graph.sources
             order. A head's output is linear in its slice of o_proj's input, so the difference is
             taken before the projection."""
-            pieces = [(emb[i, :s] - emb[n + i, :s]).to(p.cdt)[None]]
+            g = p.graph
+            out = torch.empty(g.n_sources, s, p.D, dtype=p.cdt, device=p.device)  # filled in place: no cat copy
+            out[0] = (emb[i, :s] - emb[n + i, :s]).to(p.cdt)
             for l in range(p.L):
                 a = (heads[l][i, :s] - heads[l][n + i, :s]).to(p.cdt).view(s, p.H, p.dh)
-                pieces.append(torch.einsum("shi,hdi->hsd", a, o_heads[l]))
-                pieces.append((mlps[l][i, :s] - mlps[l][n + i, :s]).to(p.cdt)[None])
-            return torch.cat(pieces)
+                a0 = g.head_source(l, 0)
+                out[a0 : a0 + p.H] = torch.einsum("shi,hdi->hsd", a, o_heads[l])
+                out[g.mlp_source(l)] = (mlps[l][i, :s] - mlps[l][n + i, :s]).to(p.cdt)
+            return out
 
         out = []
         lc = torch.log_softmax(logits[:n].to(torch.float64), -1)
@@ -502,31 +489,54 @@ class EapIg:
     def run(self, examples: Sequence[Example], steps: int = 100, metric: str = "kl", memory: int | str | None = None,
             fused: bool = True, progress: Any = None, description: str = "EAP-IG",
             chunk_rows: int | None = None, log: Callable[[str], None] | None = None) -> EapResult:
-        """Scores for ``examples``. ``memory``: byte budget (int or ``8GiB``; None: a safe share of
-        free memory). ``chunk_rows`` forces a chunk size (tests). ``progress``: a Progress whose
-        ``task(description, total)`` is advanced per example-step."""
+        """Scores for ``examples``. ``memory``: byte budget (int or ``8GiB``; None: the default of
+        :func:`sparkql.plan.sizing.default_budget`), a hard budget: chunks are sized to it by the
+        memory model, a chunk that runs out of memory anyway halves and retries down to one row,
+        and a budget too small for one row is a SparkError that says the smallest that fits.
+        ``chunk_rows`` forces a chunk size (tests). ``progress``: a Progress whose
+        ``task(description, total)`` is advanced per example-step. ``log``: says when the budget
+        forces one row per chunk, or a chunk was halved."""
+        from sparkql.plan.sizing import chunk_peak, default_budget as default_for, fmt_bytes, plan_chunks
+
         if metric not in METRICS:
             raise SparkError(f"unknown metric {metric!r}", hint="metrics: " + ", ".join(METRICS))
         if steps < 1:
             raise SparkError("EAP-IG needs steps >= 1", hint="e.g. eap_ig(steps = 100)")
         if not examples:
             raise SparkError("EAP-IG got no examples")
+        say = log or (lambda _msg: None)
         p = self.p
         t0 = time.perf_counter()
-        budget = parse_memory(memory) if isinstance(memory, str) else (memory or default_budget(p.device))
         order = sorted(range(len(examples)), key=lambda i: -len(examples[i].clean))
         smax = len(examples[order[0]].clean)
+        shape = self.shape
+        plan = plan_chunks(shape, smax, steps, len(examples), 2**62)
+        if isinstance(memory, str):
+            budget = parse_memory(memory)
+        elif memory:
+            budget = int(memory)
+        else:
+            budget = default_for(p.device.type, available_memory(p.device), plan.smallest_budget)
+        plan = plan_chunks(shape, smax, steps, len(examples), budget)
+        if plan.smallest_budget > budget and chunk_rows is None:
+            raise SparkError(
+                f"EAP-IG needs about {fmt_bytes(plan.smallest_budget)} for one row of {smax} tokens on this model, "
+                f"more than the memory budget of {fmt_bytes(budget)}",
+                hint=f"set memory = {_round_up(plan.smallest_budget)} or more, or lower max_tokens")
         if not fused:
             rows_per_chunk = 1
         elif chunk_rows:
             rows_per_chunk = chunk_rows
         else:
-            # rows r cost r * bytes_per_row, and keep about r/steps + 2 examples' differences alive
-            bpe = self.bytes_per_example(smax)
-            room = budget - 2 * bpe
-            rows_per_chunk = max(1, int(room // (self.bytes_per_row(smax) + bpe / steps)))
+            rows_per_chunk = plan.rows
+            if rows_per_chunk == 1 and steps > 1:
+                say(f"note: the memory budget {fmt_bytes(budget)} fits one row per chunk ({smax} tokens): "
+                    f"the {steps} IG steps of an example run as {steps} separate passes (no fused batching); "
+                    f"memory = {_round_up(chunk_peak(shape, smax, steps, steps))} would stack every step of an example")
+        per = plan.prepass_group
         all_rows = [(i, k) for i in order for k in range(1, steps + 1)]
         scores = torch.zeros(p.graph.n_sources, p.graph.n_dests, dtype=torch.float64, device=p.device)
+        part = torch.zeros_like(scores)  # one chunk's contributions: added only once the chunk succeeded
         task = progress.task(description, total=len(all_rows)) if progress is not None else None
         info: dict[int, dict] = {}
         m_clean, m_corrupt, targets, foils = {}, {}, {}, {}
@@ -535,32 +545,44 @@ class EapIg:
         model = p.model
         was_training = model.training
         model.eval()
+        peak = _PeakMemory(p.device)
         try:
-            with _Frozen(model), torch.enable_grad():
-                for c0 in range(0, len(all_rows), rows_per_chunk):
+            with _Frozen(model), torch.enable_grad(), peak:
+                c0 = 0
+                while c0 < len(all_rows):
                     rows = all_rows[c0 : c0 + rows_per_chunk]
                     need = sorted({e for e, _ in rows if e not in info})
                     # pre-pass in groups whose differences (and the batch's outputs) fit the budget
-                    per = max(1, int(budget // (3 * self.bytes_per_example(smax))))
                     for j in range(0, len(need), per):
                         grp = need[j : j + per]
                         for e, d in zip(grp, self._prepass([examples[e] for e in grp], metric)):
                             info[e] = d
                             m_clean[e], m_corrupt[e] = d["m_clean"], d["m_corrupt"]
                             targets[e], foils[e] = d["target"], d["foil"]
-                    self._chunk(rows, info, steps, metric, scores)
+                    part.zero_()
+                    try:
+                        self._chunk(rows, info, steps, metric, part)
+                    except (torch.OutOfMemoryError, MemoryError) as exc:
+                        if len(rows) == 1:
+                            raise SparkError(
+                                f"out of memory in EAP-IG with one row of {len(examples[rows[0][0]].clean)} tokens "
+                                f"(memory budget {fmt_bytes(budget)}; the memory model expected "
+                                f"{fmt_bytes(plan.smallest_budget)} for one row)",
+                                hint=f"free memory for it (one row needs about {_round_up(plan.smallest_budget)}), "
+                                     "use a smaller dtype, or lower max_tokens") from exc
+                        rows_per_chunk = max(1, len(rows) // 2)
+                        say(f"note: a chunk of {len(rows)} rows ran out of memory; retrying with {rows_per_chunk}")
+                        _free_cache(p.device)
+                        continue
+                    scores += part
                     n_chunks += 1
+                    c0 += len(rows)
                     for e, _ in rows:
                         remaining[e] -= 1
                         if remaining[e] == 0:
                             del info[e]
                     if task is not None:
                         task.advance(len(rows))
-        except torch.OutOfMemoryError as exc:  # pragma: no cover - GPU only
-            raise SparkError(
-                f"out of memory in EAP-IG with {rows_per_chunk} rows per chunk",
-                hint="lower the budget (`set memory = 8GiB`) or max_tokens",
-            ) from exc
         finally:
             if was_training:
                 model.train()
@@ -575,8 +597,42 @@ class EapIg:
             metric_clean=float(np.mean([m_clean[i] for i in idx])),
             metric_corrupt=float(np.mean([m_corrupt[i] for i in idx])),
             seconds=time.perf_counter() - t0, chunk_rows=rows_per_chunk, n_chunks=n_chunks,
-            targets=[targets[i] for i in idx], foils=[foils[i] for i in idx],
+            targets=[targets[i] for i in idx], foils=[foils[i] for i in idx], budget=budget,
+            peak_bytes=peak.peak,
         )
+
+
+def _round_up(n: int) -> str:
+    """A budget a user can write, at least ``n`` bytes: ``1.3GiB`` / ``600MiB``."""
+    if n >= 2**30:
+        return f"{math.ceil(n / 2**30 * 10) / 10:g}GiB"
+    return f"{math.ceil(n / 2**20 / 10) * 10}MiB"
+
+
+def _free_cache(device: torch.device) -> None:
+    import gc
+
+    gc.collect()
+    if device.type == "cuda":  # pragma: no cover - GPU only
+        torch.cuda.empty_cache()
+
+
+class _PeakMemory:
+    """Peak allocated GPU memory while the block runs, above the level at entry (None on a CPU,
+    where a process's peak resident set cannot be reset)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device, self.peak = device, None
+
+    def __enter__(self):
+        if self.device.type == "cuda":  # pragma: no cover - GPU only
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self.base = torch.cuda.memory_allocated(self.device)
+        return self
+
+    def __exit__(self, *exc):
+        if self.device.type == "cuda":  # pragma: no cover - GPU only
+            self.peak = int(torch.cuda.max_memory_allocated(self.device) - self.base)
 
 
 class _Reducer:
