@@ -11,12 +11,12 @@ size ``es`` (fp32 reductions in 4 bytes), per layer and token:
   inputs (2 D), the norm output the engine reads (D), q/k/v projection outputs the engine reads
   (H dh + 2 K dh), RoPE'd queries and the repeat_kv copies of keys and values (3 H dh), the
   attention probabilities (H S), and the MLP's gate, activation and up projections (3 I);
-* the allocator's slack around them (transients between layers that a CPU heap or a caching
-  GPU allocator does not hand back at once): :data:`SLACK`, calibrated by measuring peak
-  resident memory on a CPU (``tests/eap/test_memory_budget.py`` checks the budget holds on
-  several budgets; ``benchmarks/eap_ig.py`` prints prediction against measurement);
+* a margin for what the structure misses (transients, allocator slack): :data:`SLACK`,
+  calibrated by measuring peak resident memory on a CPU (``tests/eap/test_memory_budget.py``
+  checks that a run stays within its budget for several budgets; ``benchmarks/eap_ig.py``
+  prints prediction against measurement);
 * one layer at a time during the backward: its gradients and the engine's reductions
-  (per-head gradients in fp32, 9 H dh + 4 D + 2 H S), and the last position's logits (R x V).
+  (per-head gradients in fp32, 6 H dh + 3 D + H S), and the last position's logits (R x V).
 
 Per example in flight (an example whose rows the chunk holds): its activation differences,
 (n_sources, S, D) in fp32. Plus the score accumulator and a fixed overhead.
@@ -30,11 +30,13 @@ from dataclasses import dataclass
 GiB = 2**30
 MiB = 2**20
 
-SLACK = 1.75
-"""Measured peak RSS of a chunk's rows / what they keep for the backward (fp32, CPU, 8x512 and
-4x256 Qwen2 shapes, 64-256 tokens: 1.4-1.7)."""
-FIXED = 48 * MiB
-"""The trace's own overhead (nnsight, autograd graph, Python objects), measured."""
+SLACK = 1.15
+"""Measured peak resident memory per row / what a row keeps for the backward, on a CPU with
+large blocks returned at once (runtime/eap/engine.py: return_freed_memory): 0.87-0.98 on
+random Qwen2 shapes 4x512 (256 tokens) and 8x512 (64 tokens); 1.15 leaves a margin."""
+FIXED = 80 * MiB
+"""The trace's own overhead (nnsight, autograd graph, Python objects) and the pre-pass's
+leftovers: measured 30-60 MiB above one row and one example's differences."""
 CPU_DEFAULT_CAP = 1 * GiB
 """Default CPU budget: larger chunks buy no speed on a CPU (a 22M-parameter model took 12.9-13.5
 CPU s with a 700 MiB budget and 14.8-16.4 s with 4.7 GiB), so the default stops at 1 GiB (or
@@ -85,7 +87,7 @@ def row_bytes(s: Shape, seq: int) -> int:
     L, D, H, K, dh, I = s.n_layers, s.hidden, s.n_heads, s.n_kv_heads, s.head_dim, s.intermediate
     kept = 3 * D + 4 * H * dh + 2 * K * dh + 3 * I
     per_layer = seq * (SLACK * kept + H * seq) * s.elem
-    backward = seq * (9 * H * dh + 4 * D + 2 * H * seq) * 4  # one layer's gradients, fp32 reductions
+    backward = seq * (6 * H * dh + 3 * D + H * seq) * 4  # one layer's gradients, fp32 reductions
     return int(L * per_layer + backward + 4 * s.vocab * 4)
 
 
