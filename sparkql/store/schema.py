@@ -235,7 +235,8 @@ TABLES: dict[str, str] = {
             extract VARCHAR,           -- v3: strict | lenient, the answer-extraction rule of the samples' grades
             regraded_from VARCHAR,     -- v3: the eval whose completions these are (`sparkql regrade --extract`); NULL when generated
             dtype VARCHAR,             -- v4: the dtype the samples were generated in (auto resolved: fp32 | bf16 | ...)
-            canary_agreement DOUBLE    -- v4: vLLM's greedy canary vs the transformers backend (NULL: not run)
+            canary_agreement DOUBLE,   -- v4: vLLM's greedy canary vs the transformers backend (NULL: not run)
+            device VARCHAR             -- v5: cpu | cuda (where the samples were generated)
         )""",
     "samples": """
         CREATE TABLE IF NOT EXISTS samples (

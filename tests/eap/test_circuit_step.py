@@ -200,3 +200,6 @@ def test_changing_top_n_or_tau_reselects_without_scoring(study, monkeypatch):
                        "AND b.circuit_id = ? AND a.score = b.score", [new[0], old[0]]).fetchone()[0]
     assert same == Graph(2, 4).n_edges
     assert con.execute("SELECT n_edges_in_circuit FROM circuits WHERE circuit_id = ?", [new[0]]).fetchone()[0] <= 25
+    # what the scores were computed with is stored with every circuit
+    assert con.execute("SELECT DISTINCT dtype, device FROM circuits").fetchall() == [("fp64", "cpu")]
+    assert con.execute("SELECT DISTINCT dtype, device FROM scorings").fetchall() == [("fp64", "cpu")]
