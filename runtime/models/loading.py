@@ -123,7 +123,9 @@ def load_model(path: str | Path, dtype: str = "auto", device: str = "auto", ref:
         raise _cannot_load(d, "the model", e) from None
     model.to(dev)
     model.eval()
-    if base is not None:
+    if ref is not None and ref.tokenizer is not None:  # `with tokenizer = ...`: a checkpoint saved without one
+        tok_dir = local_dir(ref.tokenizer)
+    elif base is not None:
         from sparkql.runtime.models.lora import tokenizer_dir
 
         tok_dir = tokenizer_dir(d, weights)

@@ -104,6 +104,8 @@ MODEL_OPTIONS = {o.name: o for o in [
     DTYPE, GLOBAL_OPTIONS["trust_remote_code"],
     _o("base", "model", "The base model a LoRA/PEFT adapter checkpoint is merged into: a declared model's name or a "
        "\"path\" (default: base_model_name_or_path of adapter_config.json)."),
+    _o("tokenizer", "model", "Where the tokenizer comes from, for checkpoints saved without tokenizer files: a "
+       "declared model's name (e.g. the series' base) or a \"path\" (default: the checkpoint's own files)."),
     _o("series", "enum", "What to do when a series mixes runs (a checkpoint's trainer_state.json log does not extend "
        "the others', e.g. leftovers of an earlier run in the same output_dir) or a checkpoint has no "
        "trainer_state.json: warn, or refuse (strict).", ["warn", "strict"], default="warn"),

@@ -54,7 +54,7 @@ class _OmitsUnset(Frozen):
 class ModelRef(_OmitsUnset):
     """One concrete model (a single HF directory, or one checkpoint of a series)."""
 
-    _OMIT_NONE: ClassVar[tuple[str, ...]] = ("base",)
+    _OMIT_NONE: ClassVar[tuple[str, ...]] = ("base", "tokenizer")
 
     name: str
     """The name declared in the study (``model ckpt = ...``)."""
@@ -76,6 +76,10 @@ class ModelRef(_OmitsUnset):
     """A PEFT adapter checkpoint (``path`` holds adapter_config.json, no config.json): the base
     model it is merged into when loaded (an absolute directory or a ``zoo:`` path). The
     fingerprint then covers the adapter's files and the base's fingerprint."""
+    tokenizer: str | None = None
+    """The directory whose tokenizer the model is loaded with (``with tokenizer = NAME``: a checkpoint
+    saved without tokenizer files); None: the model's own (an adapter's: its own, else its base's).
+    Part of the key when set (other tokens, other results)."""
     trust_remote_code: bool = Field(False, exclude_if=lambda v: not v)
     """Whether the loader may run Python code from the model directory (`trust_remote_code = on`).
     Part of the key only when on (the model's own code may compute other results); left out of

@@ -107,6 +107,7 @@ def run_study(tmp_path: Path, run: str, opts: str = "", monkeypatch=None):
     shutil.copyfile(Path(__file__).resolve().parents[1] / "trl_runs" / "grpo" / "checkpoint-2" / "config.json",
                     base / "config.json")
     (base / "model.safetensors").write_bytes(b"")
+    (base / "tokenizer.json").write_text("{}")
     recreate(run, tmp_path / "runs")
     (tmp_path / "s.spark").write_text(STUDY.format(opts=opts))
     plan = compile_file(tmp_path / "s.spark")

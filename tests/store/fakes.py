@@ -48,12 +48,14 @@ def make_model_dirs(root: Path) -> dict[int | None, Path]:
     base.mkdir(exist_ok=True)
     (base / "config.json").write_text(json.dumps(config))
     (base / "model.safetensors").write_bytes(b"")  # `check` wants weights beside config.json; none are read
+    (base / "tokenizer.json").write_text("{}")  # and a tokenizer
     dirs[None] = base
     for s in STEPS:
         d = root / "run" / f"checkpoint-{s}"
         d.mkdir(parents=True, exist_ok=True)
         (d / "config.json").write_text(json.dumps(config))
         (d / "model.safetensors").write_bytes(b"")
+        (d / "tokenizer.json").write_text("{}")
         hist = [{"step": t, "epoch": t / 400, "loss": 1.0 / t, "rewards/accuracy_reward": reward(t),
                  "reward": reward(t) + 0.5, "reward_std": 0.1, "learning_rate": 1e-6}
                 for t in range(10, s + 1, 10)]
