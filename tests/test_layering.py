@@ -26,7 +26,7 @@ ALLOWED: dict[str, tuple[set[str], set[str]]] = {
     "sparkql.runtime.grading": ({"sparkql.errors", "sparkql.plan.steps", "sparkql.store", "sparkql.runtime.grading"}, set()),
     "sparkql.runtime.models": ({"sparkql.errors", "sparkql.plan.steps", "sparkql.runtime.models", "sparkql.runtime.zoo"},
                                {"torch", "transformers", "peft"}),
-    "sparkql.runtime.eap": ({"sparkql.errors", "sparkql.plan.steps", "sparkql.plan.sizing", "sparkql.runtime.eap", "sparkql.runtime.models",
+    "sparkql.runtime.eap": ({"sparkql.errors", "sparkql.plan.steps", "sparkql.plan.sizing", "sparkql.zoo", "sparkql.runtime.eap", "sparkql.runtime.models",
                              "sparkql.runtime.datasets", "sparkql.runtime.generation.prompting"},
                             {"torch", "transformers", "nnsight"}),
     "sparkql.runtime.generation": ({"sparkql.errors", "sparkql.plan.steps", "sparkql.runtime.generation",

@@ -152,16 +152,7 @@ class EapResult:
 # ----------------------------------------------------------------------------- memory
 
 
-_UNITS = {"": 1, "b": 1, "k": 1e3, "kb": 1e3, "m": 1e6, "mb": 1e6, "g": 1e9, "gb": 1e9, "t": 1e12, "tb": 1e12,
-          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
-
-
-def parse_memory(text: str) -> int:
-    """``8GiB``, ``512MB``, ``2g``, ``1e9`` -> bytes; SparkError on anything else."""
-    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e[0-9]+)?)\s*([a-zA-Z]*)\s*", str(text))
-    if not m or m.group(2).lower() not in _UNITS:
-        raise SparkError(f"cannot read memory budget {text!r}", hint="write it like `set memory = 8GiB` (units: MB, GB, MiB, GiB)")
-    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+from sparkql.plan.sizing import parse_memory  # noqa: E402,F401 (torch-free; `8GiB` -> bytes)
 
 
 def available_memory(device: torch.device) -> int:

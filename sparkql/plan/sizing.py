@@ -25,7 +25,10 @@ Per example in flight (an example whose rows the chunk holds): its activation di
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
+
+from sparkql.errors import SparkError
 
 GiB = 2**30
 MiB = 2**20
@@ -188,3 +191,15 @@ def fmt_bytes(n: float) -> str:
         if n >= size or unit == "MiB":
             return f"{n / size:.1f} {unit}" if n < 10 * size else f"{n / size:.0f} {unit}"
     return str(n)
+
+
+_UNITS = {"": 1, "b": 1, "k": 1e3, "kb": 1e3, "m": 1e6, "mb": 1e6, "g": 1e9, "gb": 1e9, "t": 1e12, "tb": 1e12,
+          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+
+def parse_memory(text: str) -> int:
+    """``8GiB``, ``512MB``, ``2g``, ``1e9`` -> bytes; SparkError on anything else."""
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e[0-9]+)?)\s*([a-zA-Z]*)\s*", str(text))
+    if not m or m.group(2).lower() not in _UNITS:
+        raise SparkError(f"cannot read memory budget {text!r}", hint="write it like `set memory = 8GiB` (units: MB, GB, MiB, GiB)")
+    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])

@@ -6,6 +6,7 @@ is a no-op; stored scores equal a direct engine run on the same pairs."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import duckdb
 import numpy as np
@@ -203,3 +204,29 @@ def test_changing_top_n_or_tau_reselects_without_scoring(study, monkeypatch):
     # what the scores were computed with is stored with every circuit
     assert con.execute("SELECT DISTINCT dtype, device FROM circuits").fetchall() == [("fp64", "cpu")]
     assert con.execute("SELECT DISTINCT dtype, device FROM scorings").fetchall() == [("fp64", "cpu")]
+
+
+def test_plan_sizes_the_circuits(study):
+    """`sparkql plan` prints each scoring's FLOPs, predicted peak and chunk count, from the same
+    memory model the engine chunks with (sparkql/plan/sizing.py), on the model's own token counts."""
+    from sparkql.plan.compile import compile_file
+    from sparkql.plan.sizing import fb_flops, plan_chunks, shape_from_config
+    from sparkql.runtime.eap.estimate import estimate_circuit
+
+    d, db, _, _ = study
+    plan = compile_file(d / "s.spark")
+    step = next(s for s in plan.steps if s.kind == "edge_scores" and s.spec.dataset.name == "pairs")
+    est = estimate_circuit(step, 2**30)
+    con = duckdb.connect(str(db), read_only=True)
+    pairs = con.execute("SELECT len(clean) FROM scored_pairs JOIN scorings USING (scores_id) "
+                        "WHERE dataset = 'pairs' ORDER BY idx").fetchall()
+    con.close()
+    # the estimate counts every row (the scoring dropped one of unequal length), with the same tokenizer
+    assert est.examples == 4 and est.longest == max(n for (n,) in pairs)
+    cfg = json.loads((Path(step.spec.model.path) / "config.json").read_text())
+    shape = shape_from_config(cfg, elem=8)
+    assert est.chunks == plan_chunks(shape, est.longest, 4, 4, 2**30).chunks
+    assert est.flops > 4 * fb_flops(shape, min(n for (n,) in pairs), 1)
+    out = CliRunner().invoke(cli, ["plan", str(d / "s.spark"), "--db", str(d / "none.duckdb")], env={"COLUMNS": "200"})
+    assert out.exit_code == 0, out.output
+    assert "FLOP" in out.output and "PEAK/CHUNKS" in out.output and "counted with the model's tokenizer" in out.output
