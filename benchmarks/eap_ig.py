@@ -26,7 +26,8 @@ Prints, measured in one run (ratios: these machines are noisy):
     python benchmarks/eap_ig.py --size 0.5b --tokens 32 --steps 20,50 --examples 1 --repeats 1 --budgets 0.5,1,2
 
 Sizes: ``small`` (CPU default: 4 layers, hidden 256, 8 heads over 2 kv heads),
-``0.5b`` and ``1.5b`` (Qwen2.5-0.5B / 1.5B shapes, bf16 on a GPU), or
+``0.5b`` and ``1.5b`` (Qwen2.5-0.5B / 1.5B shapes, bf16 on a GPU), ``1b`` (Llama-3.2-1B's
+dimensions), or
 ``LxD`` such as ``8x512``.
 """
 
@@ -46,6 +47,9 @@ SIZES = {
                   intermediate_size=704, vocab_size=4096),
     "0.5b": dict(num_hidden_layers=24, hidden_size=896, num_attention_heads=14, num_key_value_heads=2,
                  intermediate_size=4864, vocab_size=151936),
+    # Llama-3.2-1B's dimensions on the Qwen2 architecture (q/k/v biases aside, the same tensors)
+    "1b": dict(num_hidden_layers=16, hidden_size=2048, num_attention_heads=32, num_key_value_heads=8,
+               intermediate_size=8192, vocab_size=128256),
     "1.5b": dict(num_hidden_layers=28, hidden_size=1536, num_attention_heads=12, num_key_value_heads=2,
                  intermediate_size=8960, vocab_size=151936),
 }

@@ -710,9 +710,8 @@ class _Reducer:
         if p.has("k_norm"):
             wk, epsk = p.norm("k_norm", l)
             gk = rms_vjp(gk, lins["k"], wk, epsk)
-        rr = r[..., None, None]
         dr2 = (D * r.pow(2))[..., None]  # (R, S, 1, 1)
-        g_over_r, cs, Ws = [], [], []
+        gs, cs, Ws = [], [], []
         for which, g in (("q", gq), ("k", gk), ("v", gv)):
             lin = p.mod(f"{which}_proj", l)
             n = H if which == "q" else K
@@ -721,9 +720,10 @@ class _Reducer:
             if lin.bias is not None:
                 dot = dot - (g * lin.bias.to(cdt).view(n, 1, dh)).sum(-1)
             cs.append((dot / dr2).reshape(R, S, H))
-            g_over_r.append((g / rr).reshape(R, S, H, dh))
+            gs.append(g.reshape(R, S, H, dh))  # divided by r inside the per-example sum below (no copy)
             Ws.append(p.proj(which, l)[0])
         c = torch.cat(cs, dim=-1)  # (R, S, 3H): small
+        inv_r = r[..., 0].reciprocal()  # (R, S)
         W3 = torch.cat(Ws, dim=0)  # (3H, dh, D)
         gm = rms_vjp(gy2.to(cdt), x2.to(cdt), w_mlp, eps2)  # (R, S, D)
         g = p.graph
@@ -731,7 +731,8 @@ class _Reducer:
         for e, a, b in self.segs:
             s = self.info[e]["len"]
             # summed over the example's steps BEFORE widening to D (see module doc)
-            Ssum = torch.cat([t[a:b, :s].sum(0) for t in g_over_r], dim=1)  # (s, 3H, dh)
+            w = inv_r[a:b, :s]
+            Ssum = torch.cat([torch.einsum("rshi,rs->shi", t[a:b, :s], w) for t in gs], dim=1)  # (s, 3H, dh)
             G3 = torch.einsum("svi,vid->vsd", Ssum, W3) * w_attn
             G3 = G3 - torch.einsum("rsv,rsd->vsd", c[a:b, :s], x[a:b, :s])
             G = torch.cat([G3, gm[a:b, :s].sum(0)[None]], dim=0)  # (3H+1, s, D)
