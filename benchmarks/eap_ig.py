@@ -12,12 +12,22 @@ Prints, measured in one run (ratios: these machines are noisy):
 (c) peak memory of each phase (CUDA: max allocated above the level before it;
     CPU: peak resident set of the phase run alone in a fresh process, above the
     level once the model is built).
+(d) with --budgets 0.5,1,2 (GiB): EAP-IG and faithfulness under each memory
+    budget, each in a fresh process: measured peak against the budget and the
+    memory model's prediction (sparkql/plan/sizing.py), rows per chunk.
+(e) faithfulness's cost in bare forward passes over the same prompts (clean
+    batch, no gradients): the patched forward runs a clean, a corrupted and a
+    patched pass per example.
+
+--steps takes a list (``--steps 20,50``): (a) is printed for each m.
 
     python benchmarks/eap_ig.py                      # CPU default, about a minute
     python benchmarks/eap_ig.py --size 1.5b --tokens 300 --steps 100 --examples 2 --device cuda
+    python benchmarks/eap_ig.py --size 0.5b --tokens 32 --steps 20,50 --examples 1 --repeats 1 --budgets 0.5,1,2
 
 Sizes: ``small`` (CPU default: 4 layers, hidden 256, 8 heads over 2 kv heads),
-``0.5b`` and ``1.5b`` (Qwen2.5-0.5B / 1.5B shapes, bf16 on a GPU), or
+``0.5b`` and ``1.5b`` (Qwen2.5-0.5B / 1.5B shapes, bf16 on a GPU), ``1b`` (Llama-3.2-1B's
+dimensions), or
 ``LxD`` such as ``8x512``.
 """
 
@@ -37,6 +47,9 @@ SIZES = {
                   intermediate_size=704, vocab_size=4096),
     "0.5b": dict(num_hidden_layers=24, hidden_size=896, num_attention_heads=14, num_key_value_heads=2,
                  intermediate_size=4864, vocab_size=151936),
+    # Llama-3.2-1B's dimensions on the Qwen2 architecture (q/k/v biases aside, the same tensors)
+    "1b": dict(num_hidden_layers=16, hidden_size=2048, num_attention_heads=32, num_key_value_heads=8,
+               intermediate_size=8192, vocab_size=128256),
     "1.5b": dict(num_hidden_layers=28, hidden_size=1536, num_attention_heads=12, num_key_value_heads=2,
                  intermediate_size=8960, vocab_size=151936),
 }
@@ -133,7 +146,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", default="small")
     ap.add_argument("--tokens", type=int, default=96)
-    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--steps", default="20", help="IG steps m; a list (20,50) times (a) for each")
     ap.add_argument("--examples", type=int, default=2)
     ap.add_argument("--device", default="auto", choices=["cpu", "cuda", "auto"])
     ap.add_argument("--dtype", default=None, help="fp32 | bf16 | fp16 (default: fp32 on CPU, bf16 on a GPU)")
@@ -145,9 +158,12 @@ def main() -> None:
                     help="torch intra-op threads on a CPU (default 1: on shared cores OpenMP spin-waiting "
                          "distorts small passes, and the figures are ratios; 0 keeps torch's default)")
     ap.add_argument("--json", default=None, help="also write the figures to this file")
-    ap.add_argument("--phase", default=None, choices=["eap_ig", "bare", "unfused"], help=argparse.SUPPRESS)
+    ap.add_argument("--budgets", default=None, help="GiB budgets for (d), e.g. 0.5,1,2 (each in a fresh process)")
+    ap.add_argument("--phase", default=None, choices=["eap_ig", "bare", "unfused", "budget"], help=argparse.SUPPRESS)
     ap.add_argument("--chunk-rows", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    all_steps = [int(x) for x in str(args.steps).split(",")]
+    args.steps = all_steps[0]
 
     from sparkql.runtime.models.adapters import FAMILIES
     from sparkql.runtime.eap.engine import EapIg, Example
@@ -185,6 +201,20 @@ def main() -> None:
     # shared machine disturb far less than wall time; on a GPU, wall time after synchronizing.
     clock = time.process_time if device.type == "cpu" else time.perf_counter
 
+    if args.phase == "budget":  # (d): EAP-IG then faithfulness under a budget, peak above the built model
+        import numpy as np
+
+        from sparkql.plan.sizing import plan_chunks
+        from sparkql.runtime.eap.faithfulness import faithfulness
+
+        budget = int(float(args.memory) * 2**30)
+        base = vm_hwm()
+        r = eng.run(examples, steps=args.steps, memory=budget)
+        keep = np.abs(r.scores) >= np.quantile(np.abs(r.scores[r.graph.mask]), 0.95)
+        faithfulness(lm, examples, keep & r.graph.mask, "kl", r.targets, r.foils, memory=budget)
+        pred = plan_chunks(eng.shape, args.tokens, args.steps, len(examples), budget).peak
+        print(json.dumps({"peak": vm_hwm() - base, "predicted": pred, "rows": r.chunk_rows, "chunks": r.n_chunks}))
+        return
     if args.phase:  # a memory-measuring child process (CPU)
         base = vm_hwm()
         if args.phase == "eap_ig":
@@ -257,6 +287,64 @@ def main() -> None:
     print("(c) peak memory MiB (" + how + "): " + ", ".join(f"{k} {v}" for k, v in fig["peak_mem_MiB"].items())
           + f"; the budget model's estimate for one chunk {fig['chunk_estimate_MiB']}")
     print(f"    {fig['seconds_per_example']:.3f} s per example")
+    # (a) at the other m
+    fig["a_by_steps"] = {str(args.steps): fig["a_eap_over_bare"]}
+    for m in all_steps[1:]:
+        te, tb = [], []
+        for _ in range(args.repeats):
+            sync()
+            t0 = clock()
+            r = eng.run(examples, steps=m, memory=args.memory)
+            sync()
+            te.append(clock() - t0)
+            t0 = clock()
+            bare_passes(lm, examples, m, r.chunk_rows)
+            sync()
+            tb.append(clock() - t0)
+        fig["a_by_steps"][str(m)] = round(min(te) / min(tb), 3)
+        print(f"(a) m = {m}: EAP-IG {min(te):.3f} s / bare forward+backward {min(tb):.3f} s = "
+              f"{fig['a_by_steps'][str(m)]:.3f}   ({r.chunk_rows} rows/chunk, {r.n_chunks} chunks)")
+    # (e) faithfulness in bare forward passes
+    import numpy as np
+
+    from sparkql.runtime.eap.faithfulness import faithfulness
+
+    keep = np.abs(res.scores) >= np.quantile(np.abs(res.scores[res.graph.mask]), 0.95)
+    tf, tfw = [], []
+    ids = torch.tensor([e.clean for e in examples], device=device)
+    for _ in range(args.repeats):
+        sync()
+        t0 = clock()
+        faithfulness(lm, examples, keep & res.graph.mask, "kl", res.targets, res.foils, memory=args.memory)
+        sync()
+        tf.append(clock() - t0)
+        t0 = clock()
+        with torch.no_grad():
+            model(input_ids=ids, logits_to_keep=1)
+        sync()
+        tfw.append(clock() - t0)
+    fig["e_faithfulness_in_forward_passes"] = round(min(tf) / min(tfw), 2)
+    print(f"(e) faithfulness {min(tf):.3f} s = {fig['e_faithfulness_in_forward_passes']} bare forward passes over the "
+          f"same prompts (goal <= 3)")
+    # (d) budgets, each in a fresh process
+    if args.budgets:
+        import subprocess
+        import sys
+
+        argv = [a for a in sys.argv[1:]]
+        for flag in ("--json", "--budgets", "--memory"):
+            if flag in argv:
+                i = argv.index(flag)
+                del argv[i : i + 2]
+        fig["d_budgets"] = {}
+        for b in args.budgets.split(","):
+            out = subprocess.run([sys.executable, __file__, *argv, "--phase", "budget", "--memory", b],
+                                 capture_output=True, text=True, check=True)
+            got = json.loads(out.stdout.strip().splitlines()[-1])
+            fig["d_budgets"][b] = got
+            print(f"(d) budget {b} GiB: peak {got['peak'] / 2**20:.0f} MiB ({got['peak'] / (float(b) * 2**30):.2f} of "
+                  f"the budget), predicted {got['predicted'] / 2**20:.0f} MiB, {got['rows']} rows/chunk, "
+                  f"{got['chunks']} chunks")
     if args.json:
         Path(args.json).write_text(json.dumps(fig, indent=2))
 

@@ -48,6 +48,7 @@ def test_checking_a_lora_series_is_light(tmp_path):
         "architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "hidden_size": 32, "num_hidden_layers": 2,
         "num_attention_heads": 4, "num_key_value_heads": 2}))
     (base / "model.safetensors").write_bytes(b"")
+    (base / "tokenizer.json").write_text("{}")
     for s in (10, 20):
         ck = tmp_path / "runs" / f"checkpoint-{s}"
         ck.mkdir(parents=True)

@@ -58,3 +58,28 @@ def test_wheel_installs_and_finds_its_grammar(tmp_path):
     r = subprocess.run([sys.executable, "-S", "-c", probe], capture_output=True, text=True, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "ok"
+
+
+def test_declared_floors_of_the_engine_are_the_versions_a_ci_lane_tests():
+    """transformers and nnsight floors in pyproject.toml equal the pins of constraints-vllm.txt,
+    whose lane runs tests/eap (so the lowest declared versions are tested), and the main lane's
+    pins are not lower."""
+    import re
+    import tomllib
+
+    root = Path(__file__).resolve().parents[1]
+    deps = tomllib.loads((root / "pyproject.toml").read_text())["project"]["dependencies"]
+    floors = {m.group(1): m.group(2) for d in deps if (m := re.fullmatch(r"([a-z_-]+)>=([0-9.]+)", d))}
+
+    def pins(name):
+        return {m.group(1): m.group(2) for line in (root / name).read_text().splitlines()
+                if (m := re.fullmatch(r"([a-z_-]+)==([0-9.]+)", line.strip()))}
+
+    def v(s):
+        return tuple(int(x) for x in s.split("."))
+
+    low, main = pins("constraints-vllm.txt"), pins("constraints.txt")
+    for pkg in ("transformers", "nnsight"):
+        assert v(floors[pkg]) + (0,) * (3 - len(v(floors[pkg]))) == v(low[pkg]), pkg
+        assert v(main[pkg]) >= v(floors[pkg]), pkg
+    assert "tests/eap" in (root / "Makefile").read_text().split("test-vllm:")[1].split("\n\n")[0]

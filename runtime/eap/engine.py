@@ -56,6 +56,7 @@ contraction per pass: the naive algorithm, used by tests and the benchmark.
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from dataclasses import dataclass, field
@@ -137,6 +138,10 @@ class EapResult:
     n_chunks: int
     targets: list[int] = field(default_factory=list)
     foils: list[int] = field(default_factory=list)
+    budget: int = 0
+    """The memory budget (bytes) chunks were sized to."""
+    peak_bytes: int | None = None
+    """Measured peak of the scoring above what was allocated before it (GPU only; None on a CPU)."""
 
     def edge_scores(self) -> np.ndarray:
         """Scores of every edge in :attr:`Graph.edge_index` order."""
@@ -147,16 +152,7 @@ class EapResult:
 # ----------------------------------------------------------------------------- memory
 
 
-_UNITS = {"": 1, "b": 1, "k": 1e3, "kb": 1e3, "m": 1e6, "mb": 1e6, "g": 1e9, "gb": 1e9, "t": 1e12, "tb": 1e12,
-          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
-
-
-def parse_memory(text: str) -> int:
-    """``8GiB``, ``512MB``, ``2g``, ``1e9`` -> bytes; SparkError on anything else."""
-    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e[0-9]+)?)\s*([a-zA-Z]*)\s*", str(text))
-    if not m or m.group(2).lower() not in _UNITS:
-        raise SparkError(f"cannot read memory budget {text!r}", hint="write it like `set memory = 8GiB` (units: MB, GB, MiB, GiB)")
-    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+from sparkql.plan.sizing import parse_memory  # noqa: E402,F401 (torch-free; `8GiB` -> bytes)
 
 
 def available_memory(device: torch.device) -> int:
@@ -172,15 +168,6 @@ def available_memory(device: torch.device) -> int:
     except OSError:  # pragma: no cover - non-Linux
         pass
     return 4 * 2**30
-
-
-def default_budget(device: torch.device) -> int:
-    """A safe share of free memory: 70% of free GPU memory; on a CPU host (shared with other
-    processes) 40% of MemAvailable, at most 16 GiB."""
-    free = available_memory(device)
-    if device.type == "cuda":  # pragma: no cover - GPU only
-        return int(0.7 * free)
-    return int(min(0.4 * free, 16 * 2**30))
 
 
 # ----------------------------------------------------------------------------- model parts
@@ -334,32 +321,57 @@ def metric_rows(logits: torch.Tensor, metric: str, logp_clean: torch.Tensor | No
 # ----------------------------------------------------------------------------- engine
 
 
+_MALLOPT_DONE = False
+
+
+def return_freed_memory() -> None:
+    """On a CPU (glibc), serve every allocation of 1 MiB or more by its own mmap, returned to the
+    system when freed. glibc's default raises that threshold as large blocks are freed, so a
+    chunk's activations land on the heap, which fragments and keeps its peak: a 0.5 GiB budget
+    then peaked at 550-570 MiB resident, 340 MiB with this (same CPU time within noise). Peak
+    memory then follows the memory model (sparkql/plan/sizing.py). Once per process; a no-op
+    without glibc."""
+    global _MALLOPT_DONE
+    if _MALLOPT_DONE:
+        return
+    _MALLOPT_DONE = True
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD (fixing it also stops the dynamic raise)
+    except (OSError, AttributeError):  # pragma: no cover - not glibc
+        pass
+
+
 class EapIg:
     """EAP-IG on one loaded model (:class:`sparkql.runtime.models.loading.LoadedModel`)."""
 
     def __init__(self, lm: Any) -> None:
         self.p = Parts(lm)
+        if self.p.device.type == "cpu":
+            return_freed_memory()
         self.nm, self.attn_call = envoy_for(lm.model, self.p)
 
-    # -- memory model ------------------------------------------------------------------
-    def bytes_per_row(self, seq: int) -> int:
-        """Rough peak bytes one stacked row of ``seq`` tokens costs through forward and
-        backward: saved activations of every layer (residual-sized tensors, the q/k/v and
-        repeat_kv copies, the MLP's intermediate, eager attention's probabilities) plus the
-        engine's own per-row reductions. Errs on the high side."""
-        p = self.p
-        es = torch.finfo(p.dtype).bits // 8
-        inter = int(p.lm.config.get("intermediate_size") or 4 * p.D)
-        per_tok_layer = 12 * p.D + 6 * p.H * p.dh + 6 * p.K * p.dh + 5 * inter + 3 * p.H * seq
-        extra = 8 * p.H * p.dh + 4 * p.D  # engine: per-row g/lin in compute dtype, VJP temporaries
-        return int(seq * (p.L * per_tok_layer * es + extra * 4) + 4 * int(p.lm.config["vocab_size"]) * 4)
+    @property
+    def dtype_name(self) -> str:
+        return {torch.float32: "fp32", torch.float64: "fp64", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.p.dtype]
 
-    def bytes_per_example(self, seq: int) -> int:
-        """Activation differences kept for an example in flight: (n_sources, seq, D) plus the
-        per-layer destination block."""
-        p = self.p
-        es = torch.finfo(p.cdt).bits // 8
-        return int(seq * p.D * es * (p.graph.n_sources + 2 * p.graph.dests_per_layer))
+    @property
+    def device_type(self) -> str:
+        return self.p.device.type
+
+    # -- memory model (sparkql/plan/sizing.py: the same model `sparkql plan` prints) -----------
+    @property
+    def shape(self):
+        from sparkql.plan.sizing import shape_from_config
+
+        return shape_from_config(self.p.lm.config, elem=torch.finfo(self.p.dtype).bits // 8)
+
+    def bytes_per_row(self, seq: int) -> int:
+        from sparkql.plan.sizing import row_bytes
+
+        return row_bytes(self.shape, seq)
 
     # -- clean / corrupted pre-pass ----------------------------------------------------
     @torch.no_grad()
@@ -397,12 +409,15 @@ class EapIg:
             """(n_sources, s, D) clean-minus-corrupted outputs of every source, in Graph.sources
             order. A head's output is linear in its slice of o_proj's input, so the difference is
             taken before the projection."""
-            pieces = [(emb[i, :s] - emb[n + i, :s]).to(p.cdt)[None]]
+            g = p.graph
+            out = torch.empty(g.n_sources, s, p.D, dtype=p.cdt, device=p.device)  # filled in place: no cat copy
+            out[0] = (emb[i, :s] - emb[n + i, :s]).to(p.cdt)
             for l in range(p.L):
                 a = (heads[l][i, :s] - heads[l][n + i, :s]).to(p.cdt).view(s, p.H, p.dh)
-                pieces.append(torch.einsum("shi,hdi->hsd", a, o_heads[l]))
-                pieces.append((mlps[l][i, :s] - mlps[l][n + i, :s]).to(p.cdt)[None])
-            return torch.cat(pieces)
+                a0 = g.head_source(l, 0)
+                out[a0 : a0 + p.H] = torch.einsum("shi,hdi->hsd", a, o_heads[l])
+                out[g.mlp_source(l)] = (mlps[l][i, :s] - mlps[l][n + i, :s]).to(p.cdt)
+            return out
 
         out = []
         lc = torch.log_softmax(logits[:n].to(torch.float64), -1)
@@ -489,32 +504,55 @@ class EapIg:
     # -- driver ----------------------------------------------------------------------------
     def run(self, examples: Sequence[Example], steps: int = 100, metric: str = "kl", memory: int | str | None = None,
             fused: bool = True, progress: Any = None, description: str = "EAP-IG",
-            chunk_rows: int | None = None) -> EapResult:
-        """Scores for ``examples``. ``memory``: byte budget (int or ``8GiB``; None: a safe share of
-        free memory). ``chunk_rows`` forces a chunk size (tests). ``progress``: a Progress whose
-        ``task(description, total)`` is advanced per example-step."""
+            chunk_rows: int | None = None, log: Callable[[str], None] | None = None) -> EapResult:
+        """Scores for ``examples``. ``memory``: byte budget (int or ``8GiB``; None: the default of
+        :func:`sparkql.plan.sizing.default_budget`), a hard budget: chunks are sized to it by the
+        memory model, a chunk that runs out of memory anyway halves and retries down to one row,
+        and a budget too small for one row is a SparkError that says the smallest that fits.
+        ``chunk_rows`` forces a chunk size (tests). ``progress``: a Progress whose
+        ``task(description, total)`` is advanced per example-step. ``log``: says when the budget
+        forces one row per chunk, or a chunk was halved."""
+        from sparkql.plan.sizing import chunk_peak, default_budget as default_for, fmt_bytes, plan_chunks
+
         if metric not in METRICS:
             raise SparkError(f"unknown metric {metric!r}", hint="metrics: " + ", ".join(METRICS))
         if steps < 1:
             raise SparkError("EAP-IG needs steps >= 1", hint="e.g. eap_ig(steps = 100)")
         if not examples:
             raise SparkError("EAP-IG got no examples")
+        say = log or (lambda _msg: None)
         p = self.p
         t0 = time.perf_counter()
-        budget = parse_memory(memory) if isinstance(memory, str) else (memory or default_budget(p.device))
         order = sorted(range(len(examples)), key=lambda i: -len(examples[i].clean))
         smax = len(examples[order[0]].clean)
+        shape = self.shape
+        plan = plan_chunks(shape, smax, steps, len(examples), 2**62)
+        if isinstance(memory, str):
+            budget = parse_memory(memory)
+        elif memory:
+            budget = int(memory)
+        else:
+            budget = default_for(p.device.type, available_memory(p.device), plan.smallest_budget)
+        plan = plan_chunks(shape, smax, steps, len(examples), budget)
+        if plan.smallest_budget > budget and chunk_rows is None:
+            raise SparkError(
+                f"EAP-IG needs about {fmt_bytes(plan.smallest_budget)} for one row of {smax} tokens on this model, "
+                f"more than the memory budget of {fmt_bytes(budget)}",
+                hint=f"set memory = {_round_up(plan.smallest_budget)} or more, or lower max_tokens")
         if not fused:
             rows_per_chunk = 1
         elif chunk_rows:
             rows_per_chunk = chunk_rows
         else:
-            # rows r cost r * bytes_per_row, and keep about r/steps + 2 examples' differences alive
-            bpe = self.bytes_per_example(smax)
-            room = budget - 2 * bpe
-            rows_per_chunk = max(1, int(room // (self.bytes_per_row(smax) + bpe / steps)))
+            rows_per_chunk = plan.rows
+            if rows_per_chunk == 1 and steps > 1:
+                say(f"note: the memory budget {fmt_bytes(budget)} fits one row per chunk ({smax} tokens): "
+                    f"the {steps} IG steps of an example run as {steps} separate passes (no fused batching); "
+                    f"memory = {_round_up(chunk_peak(shape, smax, steps, steps))} would stack every step of an example")
+        per = plan.prepass_group
         all_rows = [(i, k) for i in order for k in range(1, steps + 1)]
         scores = torch.zeros(p.graph.n_sources, p.graph.n_dests, dtype=torch.float64, device=p.device)
+        part = torch.zeros_like(scores)  # one chunk's contributions: added only once the chunk succeeded
         task = progress.task(description, total=len(all_rows)) if progress is not None else None
         info: dict[int, dict] = {}
         m_clean, m_corrupt, targets, foils = {}, {}, {}, {}
@@ -523,32 +561,60 @@ class EapIg:
         model = p.model
         was_training = model.training
         model.eval()
+        peak = _PeakMemory(p.device)
         try:
-            with _Frozen(model), torch.enable_grad():
-                for c0 in range(0, len(all_rows), rows_per_chunk):
+            with _Frozen(model), torch.enable_grad(), peak:
+                c0 = 0
+                while c0 < len(all_rows):
                     rows = all_rows[c0 : c0 + rows_per_chunk]
                     need = sorted({e for e, _ in rows if e not in info})
                     # pre-pass in groups whose differences (and the batch's outputs) fit the budget
-                    per = max(1, int(budget // (3 * self.bytes_per_example(smax))))
-                    for j in range(0, len(need), per):
+                    j = 0
+                    while j < len(need):
                         grp = need[j : j + per]
-                        for e, d in zip(grp, self._prepass([examples[e] for e in grp], metric)):
+                        try:
+                            done = self._prepass([examples[e] for e in grp], metric)
+                        except (torch.OutOfMemoryError, MemoryError) as exc:
+                            if len(grp) == 1:
+                                raise SparkError(
+                                    f"out of memory in EAP-IG's clean/corrupted pass of one example of "
+                                    f"{len(examples[grp[0]].clean)} tokens (memory budget {fmt_bytes(budget)})",
+                                    hint=f"free memory for it (one row needs about {_round_up(plan.smallest_budget)}), "
+                                         "use a smaller dtype, or lower max_tokens") from exc
+                            per = max(1, len(grp) // 2)
+                            say(f"note: a clean/corrupted pass of {len(grp)} examples ran out of memory; "
+                                f"retrying with {per}")
+                            _free_cache(p.device)
+                            continue
+                        for e, d in zip(grp, done):
                             info[e] = d
                             m_clean[e], m_corrupt[e] = d["m_clean"], d["m_corrupt"]
                             targets[e], foils[e] = d["target"], d["foil"]
-                    self._chunk(rows, info, steps, metric, scores)
+                        j += len(grp)
+                    part.zero_()
+                    try:
+                        self._chunk(rows, info, steps, metric, part)
+                    except (torch.OutOfMemoryError, MemoryError) as exc:
+                        if len(rows) == 1:
+                            raise SparkError(
+                                f"out of memory in EAP-IG with one row of {len(examples[rows[0][0]].clean)} tokens "
+                                f"(memory budget {fmt_bytes(budget)}; the memory model expected "
+                                f"{fmt_bytes(plan.smallest_budget)} for one row)",
+                                hint=f"free memory for it (one row needs about {_round_up(plan.smallest_budget)}), "
+                                     "use a smaller dtype, or lower max_tokens") from exc
+                        rows_per_chunk = max(1, len(rows) // 2)
+                        say(f"note: a chunk of {len(rows)} rows ran out of memory; retrying with {rows_per_chunk}")
+                        _free_cache(p.device)
+                        continue
+                    scores += part
                     n_chunks += 1
+                    c0 += len(rows)
                     for e, _ in rows:
                         remaining[e] -= 1
                         if remaining[e] == 0:
                             del info[e]
                     if task is not None:
                         task.advance(len(rows))
-        except torch.OutOfMemoryError as exc:  # pragma: no cover - GPU only
-            raise SparkError(
-                f"out of memory in EAP-IG with {rows_per_chunk} rows per chunk",
-                hint="lower the budget (`set memory = 8GiB`) or max_tokens",
-            ) from exc
         finally:
             if was_training:
                 model.train()
@@ -563,8 +629,42 @@ class EapIg:
             metric_clean=float(np.mean([m_clean[i] for i in idx])),
             metric_corrupt=float(np.mean([m_corrupt[i] for i in idx])),
             seconds=time.perf_counter() - t0, chunk_rows=rows_per_chunk, n_chunks=n_chunks,
-            targets=[targets[i] for i in idx], foils=[foils[i] for i in idx],
+            targets=[targets[i] for i in idx], foils=[foils[i] for i in idx], budget=budget,
+            peak_bytes=peak.peak,
         )
+
+
+def _round_up(n: int) -> str:
+    """A budget a user can write, at least ``n`` bytes: ``1.3GiB`` / ``600MiB``."""
+    if n >= 2**30:
+        return f"{math.ceil(n / 2**30 * 10) / 10:g}GiB"
+    return f"{math.ceil(n / 2**20 / 10) * 10}MiB"
+
+
+def _free_cache(device: torch.device) -> None:
+    import gc
+
+    gc.collect()
+    if device.type == "cuda":  # pragma: no cover - GPU only
+        torch.cuda.empty_cache()
+
+
+class _PeakMemory:
+    """Peak allocated GPU memory while the block runs, above the level at entry (None on a CPU,
+    where a process's peak resident set cannot be reset)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device, self.peak = device, None
+
+    def __enter__(self):
+        if self.device.type == "cuda":  # pragma: no cover - GPU only
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self.base = torch.cuda.memory_allocated(self.device)
+        return self
+
+    def __exit__(self, *exc):
+        if self.device.type == "cuda":  # pragma: no cover - GPU only
+            self.peak = int(torch.cuda.max_memory_allocated(self.device) - self.base)
 
 
 class _Reducer:
@@ -610,9 +710,8 @@ class _Reducer:
         if p.has("k_norm"):
             wk, epsk = p.norm("k_norm", l)
             gk = rms_vjp(gk, lins["k"], wk, epsk)
-        rr = r[..., None, None]
         dr2 = (D * r.pow(2))[..., None]  # (R, S, 1, 1)
-        g_over_r, cs, Ws = [], [], []
+        gs, cs, Ws = [], [], []
         for which, g in (("q", gq), ("k", gk), ("v", gv)):
             lin = p.mod(f"{which}_proj", l)
             n = H if which == "q" else K
@@ -621,9 +720,10 @@ class _Reducer:
             if lin.bias is not None:
                 dot = dot - (g * lin.bias.to(cdt).view(n, 1, dh)).sum(-1)
             cs.append((dot / dr2).reshape(R, S, H))
-            g_over_r.append((g / rr).reshape(R, S, H, dh))
+            gs.append(g.reshape(R, S, H, dh))  # divided by r inside the per-example sum below (no copy)
             Ws.append(p.proj(which, l)[0])
         c = torch.cat(cs, dim=-1)  # (R, S, 3H): small
+        inv_r = r[..., 0].reciprocal()  # (R, S)
         W3 = torch.cat(Ws, dim=0)  # (3H, dh, D)
         gm = rms_vjp(gy2.to(cdt), x2.to(cdt), w_mlp, eps2)  # (R, S, D)
         g = p.graph
@@ -631,7 +731,8 @@ class _Reducer:
         for e, a, b in self.segs:
             s = self.info[e]["len"]
             # summed over the example's steps BEFORE widening to D (see module doc)
-            Ssum = torch.cat([t[a:b, :s].sum(0) for t in g_over_r], dim=1)  # (s, 3H, dh)
+            w = inv_r[a:b, :s]
+            Ssum = torch.cat([torch.einsum("rshi,rs->shi", t[a:b, :s], w) for t in gs], dim=1)  # (s, 3H, dh)
             G3 = torch.einsum("svi,vid->vsd", Ssum, W3) * w_attn
             G3 = G3 - torch.einsum("rsv,rsd->vsd", c[a:b, :s], x[a:b, :s])
             G = torch.cat([G3, gm[a:b, :s].sum(0)[None]], dim=0)  # (3H+1, s, D)

@@ -158,13 +158,31 @@ def _sliding_window(config: dict, layer: int) -> int | None:
 
 
 def faithfulness(lm: Any, examples: Sequence[Example], in_circuit: np.ndarray, metric: str,
-                 targets: Sequence[int], foils: Sequence[int], batch: int = 8) -> Faithfulness:
-    """Normalized faithfulness of the circuit ``in_circuit`` ((n_sources, n_dests) bool)."""
+                 targets: Sequence[int], foils: Sequence[int], batch: int | None = None, memory=None,
+                 log=None) -> Faithfulness:
+    """Normalized faithfulness of the circuit ``in_circuit`` ((n_sources, n_dests) bool).
+
+    Examples run in batches sized to the memory budget ``memory`` (bytes or ``2GiB``; None: the
+    default budget) by :func:`sparkql.plan.sizing.faithfulness_batch`, unless ``batch`` is given;
+    three forward passes per batch (clean, corrupted, patched)."""
+    from sparkql.plan.sizing import default_budget, faithfulness_batch, faithfulness_row_bytes, fmt_bytes, shape_from_config
+    from sparkql.runtime.eap.engine import available_memory, parse_memory
+
     fw = PatchedForward(lm)
     p = fw.p
+    if batch is None:
+        shape = shape_from_config(p.lm.config, elem=torch.finfo(p.dtype).bits // 8)
+        smax = max(len(e.clean) for e in examples)
+        if isinstance(memory, str):
+            budget = parse_memory(memory)
+        else:
+            budget = int(memory) if memory else default_budget(p.device.type, available_memory(p.device))
+        batch = faithfulness_batch(shape, smax, len(examples), budget)
+        if batch == 1 and len(examples) > 1 and log is not None:
+            log(f"note: the memory budget {fmt_bytes(budget)} fits one example per faithfulness pass "
+                f"(one needs about {fmt_bytes(faithfulness_row_bytes(shape, smax))})")
     notin = torch.as_tensor(~in_circuit & p.graph.mask, device=p.device)
     sums = np.zeros(3)
-    model = p.model
     for b0 in range(0, len(examples), batch):
         exs = examples[b0 : b0 + batch]
         R, S = len(exs), max(len(e.clean) for e in exs)
@@ -185,5 +203,4 @@ def faithfulness(lm: Any, examples: Sequence[Example], in_circuit: np.ndarray, m
             sums[j] += float(metric_rows(logits, metric, logp_clean, t, f).sum())
         del zc
     n = len(examples)
-    del model
     return Faithfulness(*(sums / n))

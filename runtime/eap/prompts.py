@@ -67,7 +67,9 @@ def redraw_digits(text: str, rng: random.Random) -> str:
 
 
 def _encode(tok: Any, text: str) -> list[int]:
-    return list(tok(text)["input_ids"])
+    from sparkql.runtime.generation.prompting import encode_prompt  # the same tokens generation uses
+
+    return encode_prompt(tok, text)
 
 
 def greedy_opening(lm: Any, ids: list[int], n: int) -> list[int]:

@@ -9,6 +9,7 @@ from typing import Callable
 # kind -> "module:function"; each function is (step, ctx: RunContext) -> StepOutput
 HANDLERS: dict[str, str] = {
     "load_model": "sparkql.runtime.steps.load:run_load_model",
+    "edge_scores": "sparkql.runtime.steps.circuit:run_edge_scores",
     "circuit": "sparkql.runtime.steps.circuit:run_circuit",
     "diff": "sparkql.runtime.steps.head_sets:run_head_set",
     "heads": "sparkql.runtime.steps.head_sets:run_head_set",

@@ -19,20 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sparkql.errors import SparkError
+from sparkql.runtime.models.device import gpu_present  # noqa: F401 (one rule; tests patch it here)
 
 
 def vllm_installed() -> bool:
     return importlib.util.find_spec("vllm") is not None
-
-
-def gpu_present() -> bool:
-    """An NVIDIA GPU is visible, checked without importing torch when torch is not loaded yet."""
-    if "torch" in sys.modules:
-        return bool(sys.modules["torch"].cuda.is_available())
-    if os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1"):
-        return False
-    gpus = Path("/proc/driver/nvidia/gpus")
-    return gpus.is_dir() and any(gpus.iterdir())
 
 
 def resolve_device(device: str = "auto") -> str:

@@ -36,3 +36,31 @@ def render_prompt(tokenizer, problem: str, think: bool = True, system: str | Non
         # Templates that force an opening <think> (R1-distill): close it empty.
         return on.rstrip() + "\n\n</think>\n\n"
     return on + EMPTY_THINK
+
+
+def _adds_bos(tokenizer) -> bool:
+    """Whether the tokenizer's default encoding (its post-processor) puts a BOS token first."""
+    bos = getattr(tokenizer, "bos_token_id", None)
+    if bos is None:
+        return False
+    cached = tokenizer.__dict__.get("_sparkql_adds_bos")
+    if cached is None:
+        plain = list(tokenizer("x", add_special_tokens=False)["input_ids"])
+        default = list(tokenizer("x")["input_ids"])
+        cached = bool(default) and default[0] == bos and (not plain or plain[0] != bos)
+        tokenizer.__dict__["_sparkql_adds_bos"] = cached
+    return cached
+
+
+def encode_prompt(tokenizer, text: str) -> list[int]:
+    """The token ids of a prompt, the ONE encoding of prompts that circuits and generation share.
+
+    A chat template already writes the BOS token as text (Llama-3: ``<|begin_of_text|>``), so
+    the text is encoded without the tokenizer's special tokens, and BOS is put first only when
+    the tokenizer adds one by default and the text did not already start with it (a base model's
+    plain prompt): exactly one BOS either way, never two."""
+    ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])
+    bos = getattr(tokenizer, "bos_token_id", None)
+    if _adds_bos(tokenizer) and (not ids or ids[0] != bos):
+        ids = [bos] + ids
+    return ids

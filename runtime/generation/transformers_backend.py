@@ -48,6 +48,7 @@ from typing import Any, Callable, Iterable, Sequence
 import torch
 
 from sparkql.plan.steps import SamplingParams
+from sparkql.runtime.generation.prompting import encode_prompt
 
 
 @dataclass(frozen=True)
@@ -198,8 +199,7 @@ class _Batch:
         # give every sample its own copy of the prompt's KV cache (a gather with repeated indices).
         uniq: dict[str, int] = {}
         row_of = [uniq.setdefault(r.prompt, len(uniq)) for r in requests]
-        enc = self.tok(list(uniq), return_tensors="pt", padding=True, padding_side="left",
-                       add_special_tokens=False)  # the chat template already wrote any BOS
+        enc = _left_padded([encode_prompt(self.tok, t) for t in uniq], self.tok)
         u_attn = enc["attention_mask"].to(self.device)
         lens = u_attn.sum(dim=1).tolist()
         new_rows, dead, keep = [], [], []
@@ -319,7 +319,7 @@ def generate_transformers(loaded, requests: Sequence[GenRequest], sampling: Samp
     device = loaded.device
     bs = batch_size or default_batch_size(device)
     # Similar lengths share a batch: less padding, and rows finish closer together.
-    lengths = [len(x) for x in tok([r.prompt for r in requests], add_special_tokens=False)["input_ids"]] if requests else []
+    lengths = [len(encode_prompt(tok, r.prompt)) for r in requests]
     order = sorted(range(len(requests)), key=lambda i: (lengths[i], requests[i].problem_id, requests[i].sample_idx))
     meter = Throughput(progress_task)
     results: list[GenResult] = []
@@ -370,3 +370,16 @@ def generate_transformers(loaded, requests: Sequence[GenRequest], sampling: Samp
             emit()
         emit(force=True)
     return results, meter
+
+
+def _left_padded(ids: list[list[int]], tok) -> dict[str, torch.Tensor]:
+    """Left-padded ``input_ids`` and ``attention_mask`` of token lists (as the tokenizer pads)."""
+    pad = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
+    width = max((len(x) for x in ids), default=0)
+    input_ids = torch.full((len(ids), width), int(pad), dtype=torch.long)
+    mask = torch.zeros((len(ids), width), dtype=torch.long)
+    for i, x in enumerate(ids):
+        if x:
+            input_ids[i, width - len(x):] = torch.tensor(x, dtype=torch.long)
+            mask[i, width - len(x):] = 1
+    return {"input_ids": input_ids, "attention_mask": mask}

@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from sparkql.errors import SparkError
+from sparkql.runtime.generation.prompting import encode_prompt
 from sparkql.runtime.generation.vllm_edits import edit_o_proj
 
 CHUNK_SAMPLES = 1024
@@ -378,7 +379,7 @@ def generate_vllm(model_path: str, requests: Sequence, sampling, variant=None, *
             size += len(run)
             if size < CHUNK_SAMPLES and i < len(runs) - 1:
                 continue
-            ids = [tok(r[0].prompt, add_special_tokens=False)["input_ids"] for r in chunk]
+            ids = [encode_prompt(tok, r[0].prompt) for r in chunk]
             # Each run's own budget, as the transformers backend sets it: max_tokens, and what its
             # prompt leaves of the context (a prompt that fills it gets an empty "length" sample).
             budgets = [min(sampling.max_tokens, max_ctx - len(x)) if max_ctx else sampling.max_tokens for x in ids]
@@ -466,7 +467,7 @@ def vllm_greedy(eng: Engine, prompts: Sequence[str], variant, tokens: int, *, n_
     stops = stop_ids_for(eng.path)
     sp = SamplingParams(n=1, temperature=0.0, top_p=1.0, top_k=0, min_p=0.0, max_tokens=tokens, seed=0)
     max_ctx = max_context(eng.path)
-    ids = [tok(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    ids = [encode_prompt(tok, p) for p in prompts]
     budgets = [min(tokens, max_ctx - len(x)) if max_ctx else tokens for x in ids]
     live = [i for i, b in enumerate(budgets) if b > 0]
     apply_variant(eng, variant, n_heads, head_dim)

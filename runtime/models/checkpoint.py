@@ -20,6 +20,13 @@ from sparkql.errors import SparkError
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
 TRAINER_STATE = "trainer_state.json"
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "spiece.model", "vocab.txt", "tokenizer.tiktoken")
+"""Any of these makes a directory's tokenizer loadable; without them transformers 5 builds an
+empty tokenizer, and every prompt would encode to nothing."""
+
+
+def has_tokenizer(d: Path) -> bool:
+    return any((Path(d) / f).is_file() for f in TOKENIZER_FILES)
 
 # PEFT methods that add virtual tokens or route between adapters: nothing to fold into the weights,
 # so such a checkpoint is not a model sparkql can analyse. Every other method peft knows is merged

@@ -35,9 +35,9 @@ def resolve_device(device: str) -> torch.device:
 
 
 def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
-    if dtype == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
-    return DTYPES[dtype]
+    from sparkql.runtime.models.device import concrete_dtype
+
+    return DTYPES[concrete_dtype(dtype, device.type)]
 
 
 def local_dir(path: str) -> Path:
@@ -159,7 +159,9 @@ def _load(ref, d: Path, weights: Path, base, config, adapter, dev, dt, trust_rem
         raise _cannot_load(d, "the model", e) from None
     model.to(dev)
     model.eval()
-    if base is not None:
+    if ref is not None and ref.tokenizer is not None:  # `with tokenizer = ...`: a checkpoint saved without one
+        tok_dir = local_dir(ref.tokenizer)
+    elif base is not None:
         from sparkql.runtime.models.lora import tokenizer_dir
 
         tok_dir = tokenizer_dir(d, weights)

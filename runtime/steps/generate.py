@@ -129,6 +129,7 @@ def run_generate(step: Step, ctx: RunContext) -> StepOutput:
         "temperature": sp.temperature, "top_p": sp.top_p, "top_k": sp.top_k, "min_p": sp.min_p,
         "max_tokens": sp.max_tokens, "seed": sp.seed, "think": spec.think, "backend": backend,
         "n_problems": len(rows), "grader": grader, "dtype": dtype, "canary_agreement": None,
+        "device": device,
     }
     missing = sum(1 for r in rows for i in range(sp.n) if (r["id"], i) not in have)
     if missing == 0:

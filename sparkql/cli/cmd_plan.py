@@ -68,11 +68,15 @@ def plan(file: str, as_json: bool, cluster: str | None, db: str) -> None:
     table.add_column("kind", no_wrap=True)
     table.add_column("step", ratio=1)
     table.add_column("inputs", no_wrap=True)
-    table.add_column("cost", justify="right", no_wrap=True)
+    table.add_column("cost", justify="right")
     table.add_column("cached", no_wrap=True)
     if waves is not None:
         table.add_column("wave", justify="right", no_wrap=True)
-    totals = {"fb": 0, "f": 0, "t": 0, "todo": 0}
+    from sparkql.plan.sizing import fmt_bytes
+    from sparkql.runtime.eap.estimate import fmt_flops, plan_estimates
+
+    estimates = plan_estimates(p)
+    totals = {"fb": 0, "f": 0, "t": 0, "todo": 0, "flops": 0.0}
     for i, s in enumerate(p.steps, 1):
         done = cached is not None and s.key in cached
         if not done:
@@ -85,6 +89,18 @@ def plan(file: str, as_json: bool, cluster: str | None, db: str) -> None:
             cost.append(f"{_fmt_count(s.cost.forward_backward)} f+b")
         if s.cost.tokens:
             cost.append(f"{_fmt_count(s.cost.tokens)} tok")
+        est = estimates.get(s.key)
+        if est is not None:
+            flops = est.flops if s.kind == "edge_scores" else est.faith_flops
+            if not done:
+                totals["flops"] += flops
+            if s.kind == "circuit":
+                cost.append(f"{_fmt_count(s.cost.forward)} f")
+            cost.append(fmt_flops(flops))
+            if s.kind == "edge_scores" and est.peak is not None:
+                cost.append(f"{fmt_bytes(est.peak).replace(' ', '')}/{est.chunks}")
+            elif s.kind == "edge_scores":
+                cost.append("GPU: sized at run time")
         row = [str(i), s.kind, Text(s.label), ",".join(str(index[d]) for d in s.deps), " ".join(cost),
                "-" if cached is None else ("yes" if done else "no")]
         if waves is not None:
@@ -95,7 +111,19 @@ def plan(file: str, as_json: bool, cluster: str | None, db: str) -> None:
     console.print(
         f"to run: {totals['todo']} steps ({state}); {_fmt_count(totals['fb'])} forward+backward passes, "
         f"{_fmt_count(totals['f'])} forward passes, up to {_fmt_count(totals['t'])} tokens to generate"
+        + (f"; circuits {fmt_flops(totals['flops'])}" if estimates else "")
     )
+    if estimates:
+        shown = [(s, estimates[s.key]) for s in p.steps if s.kind == "edge_scores" and s.key in estimates]
+        if shown:
+            s0, e0 = shown[0]
+            how = "counted with the model's tokenizer" if e0.exact_tokens else "estimated at 4 characters a token"
+            console.print(Text(
+                f"circuits: prompt tokens {how}; e.g. {s0.label}: {e0.examples} examples, {e0.tokens} tokens "
+                f"(longest {e0.longest}); FLOPs of EAP-IG (m forward+backward + a clean and a corrupted forward "
+                f"per example) and of faithfulness (3 forwards per example); PEAK/CHUNKS: the predicted peak above "
+                f"the weights, within the memory budget"
+                + (f" ({fmt_bytes(e0.budget)})" if e0.budget else "")))
     if waves is not None:
         _print_waves(waves, cluster)
 

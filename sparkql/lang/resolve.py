@@ -28,6 +28,7 @@ from sparkql.lang.study import (
     EvalTarget, ModelDecl, Note, RCircuit, RCohort, REval, RHeads, RIntervene, SetSource, Study,
 )
 from sparkql.plan.steps import CircuitParams, DatasetRef, ExecOptions, ModelRef, ModelShape, SamplingParams
+from sparkql.runtime.models.device import concrete_dtype
 
 _FORMATS = {".jsonl": "jsonl", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
 
@@ -111,6 +112,7 @@ class Resolver:
                              hint='a series is a glob like "runs/grpo/checkpoint-*"')
         bases = AdapterBases(s, self.env.models, self.env.study_dir, base_opt, _shape)
         trust = opts.get("trust_remote_code", self.env.settings.get("trust_remote_code", False))
+        tok_dir = self._tokenizer_dir(name, opts.get("tokenizer"), found, s)
         refs = []
         first_base = None
         for i, f in enumerate(found):
@@ -124,6 +126,7 @@ class Resolver:
                 name=name, label=label, path=f.path, step=f.step if series else None,
                 index=i if series else None, series_len=len(found) if series else None,
                 fingerprint=fingerprint, model_id=_model_id(f.path, fingerprint), base=base, trust_remote_code=trust,
+                tokenizer=tok_dir,
             ))
         config = found[0].config if not found[0].adapter else (first_base.config if first_base else None)
         shape = None
@@ -150,6 +153,44 @@ class Resolver:
             trust_remote_code=trust, span=s.span,
             log_keys=sorted(log_keys) if log_keys is not None else None,
         )
+
+    def _tokenizer_dir(self, name: str, opt, found, s: A.ModelStmt) -> str | None:
+        """``with tokenizer = NAME | "path"``: the directory whose tokenizer the models load with.
+        Without it, a full-model checkpoint that has no tokenizer files is refused here (transformers
+        5 would load an empty tokenizer, and the circuit fail later with no usable pairs)."""
+        from sparkql.runtime.models.checkpoint import TOKENIZER_FILES, has_tokenizer
+
+        if opt is None:
+            bare = [f for f in found if not f.adapter and not f.path.startswith("zoo:") and not has_tokenizer(Path(f.path))]
+            if bare:
+                names = ", ".join(Path(f.path).name for f in bare[:4]) + (f" and {len(bare) - 4} more" if len(bare) > 4 else "")
+                what = "checkpoint" if len(found) > 1 else "model directory"
+                raise SparkError(
+                    f"`{name}`: {what} {names} {'has' if len(bare) == 1 else 'have'} no tokenizer files "
+                    f"({', '.join(TOKENIZER_FILES[:3])}, ...)", span=s.path.span,
+                    hint=("copy the tokenizer files into it, or take the tokenizer of a declared model (the series' base): "
+                          f'model {name} = "{s.path.value}" with tokenizer = base') if len(found) > 1 else
+                         'copy the tokenizer files into it, or name a directory that has them: with tokenizer = "PATH"')
+            return None
+        if isinstance(opt, A.Word):
+            decl = self.env.models.get(opt.value)
+            if decl is None:
+                raise SparkError(f"unknown model `{opt.value}`", span=opt.span,
+                                 hint=known_names_hint(opt.value, self.env.models, "models") + '; or give a "path"')
+            if decl.series:
+                raise SparkError(f"`{opt.value}` is a series; the tokenizer comes from one model", span=opt.span,
+                                 hint="name the series' base model")
+            ref = decl.refs[0]
+            path = ref.tokenizer or (ref.base if ref.base is not None and not has_tokenizer(Path(ref.path)) else ref.path)
+        else:
+            hits = find_models(opt.value, opt.span, self.env.study_dir)
+            if len(hits) != 1:
+                raise SparkError(f'"{opt.value}" names {len(hits)} models; the tokenizer comes from one', span=opt.span)
+            path = hits[0].path
+        if not path.startswith("zoo:") and not has_tokenizer(Path(path)):
+            raise SparkError(f"{path} has no tokenizer files either ({', '.join(TOKENIZER_FILES[:3])}, ...)", span=opt.span,
+                             hint="name a model directory that holds a tokenizer")
+        return path
 
     def _warn(self, message: str, span: Span | None, hint: str | None = None) -> None:
         self.env.warnings.append(Note(message=message, hint=hint, span=span))
@@ -408,7 +449,9 @@ class Resolver:
             think=think,
             system=self._get("system", opts),
             seed=self._get("seed", opts),
-            dtype=self._dtype(opts, models + ([base] if base else [])),
+            # resolved before keying: an fp32 CPU circuit is not a bf16 GPU circuit
+            dtype=concrete_dtype(self._dtype(opts, models + ([base] if base else [])),
+                                 self._get("device", opts) or "auto"),
         )
         self._within_context("max_tokens", s, models + ([base] if base else []))
         self._within_context("prefix_tokens", s, models + ([base] if base else []))

@@ -16,7 +16,7 @@ from sparkql.lang.parser import parse
 from sparkql.lang.resolve import resolve
 from sparkql.lang.study import RCircuit, RCohort, REval, RHeads, RIntervene, Study
 from sparkql.plan.steps import (
-    AggregateSpec, CircuitSpec, CohortMember, CohortSpec, Cost, ExecOptions, GenerateSpec, GradeSpec, HeadExpr,
+    AggregateSpec, CircuitSpec, CohortMember, CohortSpec, Cost, EdgeScoresSpec, ExecOptions, GenerateSpec, GradeSpec, HeadExpr,
     HeadSetSpec, InterveneSpec, LoadModelSpec, ModelRef, Plan, Step, step_key,
 )
 
@@ -50,11 +50,17 @@ class _Builder:
 
     # ---- circuits --------------------------------------------------------------------
     def circuit(self, c: RCircuit, ref: ModelRef) -> str:
-        spec = CircuitSpec(model=ref, dataset=c.dataset, params=c.params)
+        """Two steps: the edge scores (keyed by what changes them) and the circuit selected from
+        them (top_n, tau), so a study that changes only the selection reuses the scores."""
         n = min(c.n_examples or 0, c.params.examples or (c.n_examples or 0))
-        cost = Cost(forward_backward=n * c.params.ig_steps, forward=2 * n)
-        return self.add("circuit", spec, f"circuit {c.dataset.name} on {ref.label}",
-                        [self.load(ref, c.span)], c.span, c.exec, cost)
+        load = self.load(ref, c.span)
+        scoring = EdgeScoresSpec(model=ref, dataset=c.dataset, params=c.params.scoring())
+        sk = self.add("edge_scores", scoring, f"edge scores {c.dataset.name} on {ref.label}", [load], c.span,
+                      c.exec, Cost(forward_backward=n * c.params.ig_steps, forward=2 * n))
+        spec = CircuitSpec(model=ref, dataset=c.dataset, params=c.params, scores_key=sk)
+        # faithfulness: a clean, a corrupted and a patched forward per example
+        return self.add("circuit", spec, f"circuit {c.dataset.name} on {ref.label}", [sk, load], c.span, c.exec,
+                        Cost(forward=3 * n))
 
     def circuit_stmt(self, c: RCircuit) -> None:
         base_key = self.circuit(c, c.base) if c.base else None

@@ -26,7 +26,7 @@ KEY_VERSION = 1
 """Bump when the meaning of any step's result changes, so old results are not reused."""
 
 StepKind = Literal[
-    "load_model", "circuit", "diff", "heads", "cohort", "intervene", "generate", "grade", "aggregate"
+    "load_model", "edge_scores", "circuit", "diff", "heads", "cohort", "intervene", "generate", "grade", "aggregate"
 ]
 
 
@@ -54,7 +54,7 @@ class _OmitsUnset(Frozen):
 class ModelRef(_OmitsUnset):
     """One concrete model (a single HF directory, or one checkpoint of a series)."""
 
-    _OMIT_NONE: ClassVar[tuple[str, ...]] = ("base",)
+    _OMIT_NONE: ClassVar[tuple[str, ...]] = ("base", "tokenizer")
 
     name: str
     """The name declared in the study (``model ckpt = ...``)."""
@@ -76,6 +76,10 @@ class ModelRef(_OmitsUnset):
     """A PEFT adapter checkpoint (``path`` holds adapter_config.json, no config.json): the base
     model it is merged into when loaded (an absolute directory or a ``zoo:`` path). The
     fingerprint then covers the adapter's files and the base's fingerprint."""
+    tokenizer: str | None = None
+    """The directory whose tokenizer the model is loaded with (``with tokenizer = NAME``: a checkpoint
+    saved without tokenizer files); None: the model's own (an adapter's: its own, else its base's).
+    Part of the key when set (other tokens, other results)."""
     trust_remote_code: bool = Field(False, exclude_if=lambda v: not v)
     """Whether the loader may run Python code from the model directory (`trust_remote_code = on`).
     Part of the key only when on (the model's own code may compute other results); left out of
@@ -115,13 +119,13 @@ class DatasetRef(Frozen):
     (``skip``). Left out of the JSON (and so of every step key) at its default."""
 
 
-class CircuitParams(Frozen):
-    """EAP-IG options (docs/eap_ig.md)."""
+class ScoringParams(Frozen):
+    """What an EAP-IG edge scoring depends on: the key of an ``edge_scores`` step (docs/eap_ig.md).
+    Selection options (``top_n``, ``tau``) are not here, so a study that changes only them
+    re-selects from the stored scores."""
 
     method: Literal["eap_ig"] = "eap_ig"
     ig_steps: int = 100
-    top_n: int = 5000
-    tau: float = 0.1
     metric: Literal["kl", "logit_diff", "prob"] = "kl"
     corrupt: Literal["pairs", "digits", "shuffle"] = "digits"
     prefix: str | None = None
@@ -138,6 +142,17 @@ class CircuitParams(Frozen):
     """Optional system prompt."""
     seed: int = 0
     dtype: Literal["fp64", "fp32", "bf16", "fp16", "auto"] = "auto"
+    """The compiler resolves ``auto`` (bf16 on a GPU, fp32 on a CPU) before keying."""
+
+
+class CircuitParams(ScoringParams):
+    """EAP-IG options (docs/eap_ig.md): the scoring's, and the selection's."""
+
+    top_n: int = 5000
+    tau: float = 0.1
+
+    def scoring(self) -> ScoringParams:
+        return ScoringParams(**self.model_dump(exclude={"top_n", "tau"}))
 
 
 class SamplingParams(Frozen):
@@ -178,13 +193,25 @@ class LoadModelSpec(Frozen):
     dtype: Literal["fp64", "fp32", "bf16", "fp16", "auto"] = "auto"
 
 
+class EdgeScoresSpec(Frozen):
+    """EAP-IG edge scores of one model on one dataset -> ``scorings``, ``edge_scores``."""
+
+    kind: Literal["edge_scores"] = "edge_scores"
+    model: ModelRef
+    dataset: DatasetRef
+    params: ScoringParams
+
+
 class CircuitSpec(Frozen):
-    """EAP-IG on one model and dataset -> ``circuits``, ``edges``, ``nodes``."""
+    """A circuit selected from stored edge scores (step ``scores_key``), with its faithfulness
+    -> ``circuits``, ``edges``, ``nodes``."""
 
     kind: Literal["circuit"] = "circuit"
     model: ModelRef
     dataset: DatasetRef
     params: CircuitParams
+    scores_key: str
+    """Key of the ``edge_scores`` step whose scores this circuit selects from."""
 
 
 class HeadSetSpec(Frozen):
@@ -295,7 +322,7 @@ class AggregateSpec(Frozen):
 
 StepSpec = Annotated[
     Union[
-        LoadModelSpec, CircuitSpec, HeadSetSpec, CohortSpec, InterveneSpec, GenerateSpec, GradeSpec, AggregateSpec
+        LoadModelSpec, EdgeScoresSpec, CircuitSpec, HeadSetSpec, CohortSpec, InterveneSpec, GenerateSpec, GradeSpec, AggregateSpec
     ],
     Field(discriminator="kind"),
 ]
@@ -306,7 +333,7 @@ class ExecOptions(Frozen):
 
     device: Literal["cpu", "cuda", "auto"] = "auto"
     memory: str | None = None
-    """Memory budget for fused IG batching, e.g. ``8GiB`` (None: a safe share of free memory)."""
+    """Hard memory budget of a circuit (EAP-IG and faithfulness), e.g. ``8GiB`` (None: sparkql.plan.sizing.default_budget)."""
     backend: Literal["transformers", "vllm", "auto"] = "auto"
     """As the study asked; the generate step decides ``auto`` when it runs (runtime/generation/backend.py)."""
     vllm_memory: float | None = None

@@ -158,7 +158,7 @@ class Store:
     def query_arrow(self, sql: str, params: list | tuple | None = None):
         """Run a read query and return a pyarrow.Table (for bulk reads such as edges)."""
         with self.transaction() as con:
-            return con.execute(sql, params or []).to_arrow_table()
+            return con.sql(sql, params=list(params or [])).to_arrow_table()
 
     def write(self, tables: dict[str, Any]) -> dict[str, int]:
         """Append tables in one transaction (incremental results, e.g. samples as they finish)."""

@@ -44,6 +44,15 @@ MIGRATIONS: dict[int, list[str]] = {
         "ALTER TABLE evals ADD COLUMN IF NOT EXISTS dtype VARCHAR",
         "ALTER TABLE evals ADD COLUMN IF NOT EXISTS canary_agreement DOUBLE",
     ],
+    5: [
+        "ALTER TABLE circuits ADD COLUMN IF NOT EXISTS scores_id VARCHAR",
+        "ALTER TABLE circuits ADD COLUMN IF NOT EXISTS dtype VARCHAR",
+        "ALTER TABLE circuits ADD COLUMN IF NOT EXISTS device VARCHAR",
+        "ALTER TABLE evals ADD COLUMN IF NOT EXISTS device VARCHAR",
+        TABLES["scorings"],
+        TABLES["scored_pairs"],
+        TABLES["edge_scores"],
+    ],
 }
 
 

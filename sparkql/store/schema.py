@@ -12,7 +12,7 @@ Ids: ``model_id`` is ModelRef.model_id; ``circuit_id``, ``set_key``,
 them (content addresses), so the same work in two studies is one row.
 """
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 TABLES: dict[str, str] = {
     "meta": """
@@ -84,7 +84,50 @@ TABLES: dict[str, str] = {
             metric_clean DOUBLE,
             metric_corrupt DOUBLE,
             metric_circuit DOUBLE,
+            seconds DOUBLE,
+            scores_id VARCHAR,         -- v5: the edge scoring this circuit was selected from (scorings)
+            dtype VARCHAR,             -- v5: the dtype the scores were computed in (fp32 | bf16 | ...)
+            device VARCHAR             -- v5: cpu | cuda
+        )""",
+    "scorings": """
+        CREATE TABLE IF NOT EXISTS scorings (   -- v5: one EAP-IG edge scoring (circuits select from it)
+            scores_id VARCHAR PRIMARY KEY,
+            model_id VARCHAR,
+            dataset VARCHAR,
+            method VARCHAR,
+            ig_steps INTEGER,
+            metric VARCHAR,
+            corrupt VARCHAR,
+            think BOOLEAN,
+            n_examples INTEGER,        -- pairs actually scored
+            n_dropped INTEGER,         -- pairs dropped for unequal token length
+            n_tokens INTEGER,          -- clean prompt tokens over the scored pairs
+            n_edges INTEGER,
+            metric_clean DOUBLE,
+            metric_corrupt DOUBLE,
+            dtype VARCHAR,             -- resolved: fp32 | bf16 | fp16 | fp64
+            device VARCHAR,            -- cpu | cuda
+            budget_bytes BIGINT,       -- the memory budget the chunks were sized to
+            chunk_rows INTEGER,        -- stacked (example, step) rows per chunk (after any halving)
+            n_chunks INTEGER,
+            peak_bytes BIGINT,         -- measured peak above the model (GPU: allocated; CPU: NULL)
             seconds DOUBLE
+        )""",
+    "scored_pairs": """
+        CREATE TABLE IF NOT EXISTS scored_pairs (   -- v5: the token pairs a scoring used (circuits measure faithfulness on them)
+            scores_id VARCHAR,
+            idx INTEGER,               -- example position (0-based)
+            clean INTEGER[],           -- token ids, special tokens included
+            corrupt INTEGER[],
+            target INTEGER,            -- the metric's answer token
+            foil INTEGER               -- logit_diff's wrong token
+        )""",
+    "edge_scores": """
+        CREATE TABLE IF NOT EXISTS edge_scores (   -- v5: every edge's score of a scoring
+            scores_id VARCHAR,
+            src VARCHAR,
+            dst VARCHAR,
+            score DOUBLE
         )""",
     "edges": """
         CREATE TABLE IF NOT EXISTS edges (
@@ -192,7 +235,8 @@ TABLES: dict[str, str] = {
             extract VARCHAR,           -- v3: strict | lenient, the answer-extraction rule of the samples' grades
             regraded_from VARCHAR,     -- v3: the eval whose completions these are (`sparkql regrade --extract`); NULL when generated
             dtype VARCHAR,             -- v4: the dtype the samples were generated in (auto resolved: fp32 | bf16 | ...)
-            canary_agreement DOUBLE    -- v4: vLLM's greedy canary vs the transformers backend (NULL: not run)
+            canary_agreement DOUBLE,   -- v4: vLLM's greedy canary vs the transformers backend (NULL: not run)
+            device VARCHAR             -- v5: cpu | cuda (where the samples were generated)
         )""",
     "samples": """
         CREATE TABLE IF NOT EXISTS samples (
@@ -227,6 +271,9 @@ OWNER_COLUMNS: dict[str, str] = {
     "circuits": "circuit_id",
     "edges": "circuit_id",
     "nodes": "circuit_id",
+    "scorings": "scores_id",
+    "edge_scores": "scores_id",
+    "scored_pairs": "scores_id",
     "head_sets": "set_key",
     "cohort_members": "cohort_key",
     "cohort_checkpoints": "cohort_key",

@@ -6,6 +6,7 @@ is a no-op; stored scores equal a direct engine run on the same pairs."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import duckdb
 import numpy as np
@@ -160,3 +161,77 @@ def test_export_dot_and_svg(study, tmp_path, monkeypatch):
     assert "install" in err.value.hint
     with pytest.raises(SparkError, match="no circuit"):
         ex.export_circuit(con, "zzzz", "json", tmp_path / "x.json")
+
+
+def test_changing_top_n_or_tau_reselects_without_scoring(study, monkeypatch):
+    """A study that changes only the selection (top_n, tau) reuses the stored edge scores: no
+    EAP-IG forward+backward, no clean/corrupted pre-pass, no sampled opening; only the new
+    circuit's faithfulness passes (3 forwards per batch). `sparkql plan` shows the scores cached."""
+    import sparkql.runtime.eap.engine as E
+    import sparkql.runtime.eap.faithfulness as F
+    import sparkql.runtime.eap.prompts as P
+
+    d, db, _, _ = study
+    text = (d / "s.spark").read_text()
+    (d / "t.spark").write_text(text.replace("steps = 4, top_n = 60, tau = 0,", "steps = 4, top_n = 25, tau = 0.001,")
+                               .replace("steps = 3, top_n = 60, tau = 0,", "steps = 3, top_n = 7, tau = 0,"))
+    plan = CliRunner().invoke(cli, ["plan", str(d / "t.spark"), "--db", str(db), "--json"])
+    assert plan.exit_code == 0, plan.output
+    steps = json.loads(plan.output)["steps"]
+    assert {s["kind"]: s["cached"] for s in steps if s["kind"] == "edge_scores"} == {"edge_scores": True}
+    assert [s["cached"] for s in steps if s["kind"] == "circuit"] == [False, False]
+
+    calls = {"chunk": 0, "prepass": 0, "opening": 0, "faith": 0}
+
+    def counting(name, fn):
+        def wrapped(*a, **k):
+            calls[name] += 1
+            return fn(*a, **k)
+        return wrapped
+
+    monkeypatch.setattr(E.EapIg, "_chunk", counting("chunk", E.EapIg._chunk))
+    monkeypatch.setattr(E.EapIg, "_prepass", counting("prepass", E.EapIg._prepass))
+    monkeypatch.setattr(P, "greedy_opening", counting("opening", P.greedy_opening))
+    monkeypatch.setattr(F.PatchedForward, "__call__", counting("faith", F.PatchedForward.__call__))
+    res = CliRunner().invoke(cli, ["run", str(d / "t.spark"), "--db", str(db), "-q"])
+    assert res.exit_code == 0, res.output
+    assert calls["chunk"] == calls["prepass"] == calls["opening"] == 0
+    assert calls["faith"] == 2 * 3  # two circuits, one batch each: clean, corrupted, patched
+    con = duckdb.connect(str(db), read_only=True)
+    assert con.execute("SELECT count(*) FROM scorings").fetchone()[0] == 2
+    new, old = con.execute("SELECT circuit_id, top_n, scores_id FROM circuits WHERE dataset = 'pairs' "
+                           "ORDER BY top_n").fetchall()
+    assert new[1] == 25 and old[1] == 60 and new[2] == old[2]
+    same = con.execute("SELECT count(*) FROM edges a JOIN edges b USING (src, dst) WHERE a.circuit_id = ? "
+                       "AND b.circuit_id = ? AND a.score = b.score", [new[0], old[0]]).fetchone()[0]
+    assert same == Graph(2, 4).n_edges
+    assert con.execute("SELECT n_edges_in_circuit FROM circuits WHERE circuit_id = ?", [new[0]]).fetchone()[0] <= 25
+    # what the scores were computed with is stored with every circuit
+    assert con.execute("SELECT DISTINCT dtype, device FROM circuits").fetchall() == [("fp64", "cpu")]
+    assert con.execute("SELECT DISTINCT dtype, device FROM scorings").fetchall() == [("fp64", "cpu")]
+
+
+def test_plan_sizes_the_circuits(study):
+    """`sparkql plan` prints each scoring's FLOPs, predicted peak and chunk count, from the same
+    memory model the engine chunks with (sparkql/plan/sizing.py), on the model's own token counts."""
+    from sparkql.plan.compile import compile_file
+    from sparkql.plan.sizing import fb_flops, plan_chunks, shape_from_config
+    from sparkql.runtime.eap.estimate import estimate_circuit
+
+    d, db, _, _ = study
+    plan = compile_file(d / "s.spark")
+    step = next(s for s in plan.steps if s.kind == "edge_scores" and s.spec.dataset.name == "pairs")
+    est = estimate_circuit(step, 2**30)
+    con = duckdb.connect(str(db), read_only=True)
+    pairs = con.execute("SELECT len(clean) FROM scored_pairs JOIN scorings USING (scores_id) "
+                        "WHERE dataset = 'pairs' ORDER BY idx").fetchall()
+    con.close()
+    # the estimate counts every row (the scoring dropped one of unequal length), with the same tokenizer
+    assert est.examples == 4 and est.longest == max(n for (n,) in pairs)
+    cfg = json.loads((Path(step.spec.model.path) / "config.json").read_text())
+    shape = shape_from_config(cfg, elem=8)
+    assert est.chunks == plan_chunks(shape, est.longest, 4, 4, 2**30).chunks
+    assert est.flops > 4 * fb_flops(shape, min(n for (n,) in pairs), 1)
+    out = CliRunner().invoke(cli, ["plan", str(d / "s.spark"), "--db", str(d / "none.duckdb")], env={"COLUMNS": "200"})
+    assert out.exit_code == 0, out.output
+    assert "FLOP" in out.output and "PEAK/CHUNKS" in out.output and "counted with the model's tokenizer" in out.output

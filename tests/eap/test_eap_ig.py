@@ -76,8 +76,9 @@ def test_fused_equals_unfused(lm):
     assert unfused.n_chunks == 15
     assert relerr(fused.scores, unfused.scores) < 1e-12
     # a budget for 4 rows: chunks split examples, and the scores do not change
-    S = 7
-    budget = 2 * eng.bytes_per_example(S) + 4 * (eng.bytes_per_row(S) + eng.bytes_per_example(S) / 5) + 1
+    from sparkql.plan.sizing import chunk_peak
+
+    budget = chunk_peak(eng.shape, 7, 4, 5) + 1  # the memory model's peak for 4 rows of the longest example
     small = eng.run(examples, steps=5, memory=int(budget))
     assert small.chunk_rows == 4 and small.n_chunks == 4
     assert relerr(small.scores, unfused.scores) < 1e-12

@@ -63,7 +63,7 @@ def test_rows_for_intact_and_both_variants(run):
         ("scale picked by 1.3", 2, 3, "math", "transformers", 0.0, 0),
     ]
     # dtype auto is stored resolved (fp32 on a CPU); the canary is the vLLM backend's, not run here
-    assert q(db, "SELECT DISTINCT dtype, canary_agreement FROM evals") == [("fp32", None)]
+    assert q(db, "SELECT DISTINCT dtype, canary_agreement, device FROM evals") == [("fp32", None, "cpu")]
     assert q(db, "SELECT name, op, factor, heads FROM variants ORDER BY name") == [
         ("ablate picked top 2", "ablate", 0.0, ["L0H1", "L1H2"]),
         ("scale picked by 1.3", "scale", 1.3, ["L0H1", "L1H2"]),

@@ -18,9 +18,42 @@ def test_the_base_circuit_is_shared_between_two_diffs(study_tree):
 
 
 def test_device_memory_and_batch_size_are_not_part_of_keys(study_tree):
-    a = keys(study_tree, "circuit aime24 on base as h\n")
-    b = keys(study_tree, 'set device = cpu\nset memory = "2GiB"\nset batch_size = 3\ncircuit aime24 on base as h\n')
+    # (with dtype = auto the device decides the dtype, which is part of a circuit's key: below)
+    a = keys(study_tree, "set dtype = fp32\ncircuit aime24 on base as h\n")
+    b = keys(study_tree, 'set dtype = fp32\nset device = cpu\nset memory = "2GiB"\nset batch_size = 3\n'
+                         "circuit aime24 on base as h\n")
     assert a == b
+
+
+def test_dtype_auto_is_resolved_before_keying(study_tree, monkeypatch):
+    """An fp32 CPU circuit is not reused by a bf16 GPU run: `auto` is bf16 where a GPU is seen,
+    fp32 elsewhere, and the scores' key holds the resolved dtype."""
+    import sparkql.runtime.models.device as D
+
+    def scoring(text):
+        plan = compile_in_tree(study_tree, BASE + text)
+        s = next(s for s in plan.steps if s.kind == "edge_scores")
+        return s.spec.params.dtype, s.key
+
+    monkeypatch.setattr(D, "gpu_present", lambda: False)
+    cpu_auto, cpu_fp32 = scoring("circuit aime24 on base as h\n"), scoring("set dtype = fp32\ncircuit aime24 on base as h\n")
+    assert cpu_auto == cpu_fp32 and cpu_auto[0] == "fp32"
+    monkeypatch.setattr(D, "gpu_present", lambda: True)
+    gpu_auto = scoring("circuit aime24 on base as h\n")
+    assert gpu_auto[0] == "bf16" and gpu_auto[1] != cpu_auto[1]
+    assert gpu_auto == scoring("set dtype = bf16\ncircuit aime24 on base as h\n")
+    assert scoring("set device = cpu\ncircuit aime24 on base as h\n") == cpu_auto
+
+
+def test_changing_only_top_n_or_tau_keeps_the_scores(study_tree):
+    def kinds(text):
+        return {s.kind: s.key for s in compile_in_tree(study_tree, BASE + text).steps}
+
+    a = kinds("circuit aime24 on base using eap_ig(top_n = 100, tau = 0.1) as h\n")
+    b = kinds("circuit aime24 on base using eap_ig(top_n = 50, tau = 0) as h\n")
+    c = kinds("circuit aime24 on base using eap_ig(top_n = 100, tau = 0.1, steps = 7) as h\n")
+    assert a["edge_scores"] == b["edge_scores"] and a["circuit"] != b["circuit"]
+    assert c["edge_scores"] != a["edge_scores"]
 
 
 def test_renaming_a_model_keeps_its_results(study_tree):

@@ -35,9 +35,11 @@ def test_waves_are_the_longest_chain_of_dependencies(study_tree):
     for wave in w.waves:
         keys = {s.key for s in wave}
         assert not any(d in keys for s in wave for d in s.deps)
-    # 4 checkpoints + base: the 5 loads, then 5 circuits and the 4 intact generates of base/grpo[-1]...
+    # 4 checkpoints + base: the 5 loads, then 5 edge scorings and the intact generates of base/grpo[-1]...,
+    # then the 5 circuits selected from the scores
     assert [s.kind for s in w.waves[0]] == ["load_model"] * 5
-    assert {s.kind for s in w.waves[1]} == {"circuit", "generate"}
+    assert {s.kind for s in w.waves[1]} == {"edge_scores", "generate"}
+    assert "circuit" in {s.kind for s in w.waves[2]}
 
 
 def test_critical_path_is_the_heaviest_chain(study_tree):
@@ -61,7 +63,7 @@ def test_done_steps_leave_the_waves(study_tree):
     loads = {s.key for s in plan.steps if s.kind == "load_model"}
     w = plan_waves(plan, loads)
     assert not set(w.wave_of) & loads
-    assert {s.kind for s in w.waves[0]} == {"circuit", "generate"}
+    assert {s.kind for s in w.waves[0]} == {"edge_scores", "generate"}
 
 
 def test_plan_cluster_shows_waves(study_tree, tmp_path, monkeypatch):
@@ -73,7 +75,7 @@ def test_plan_cluster_shows_waves(study_tree, tmp_path, monkeypatch):
     text = " ".join(r.output.split())  # the console wraps at 80 columns
     assert f"side by side on a cluster (auto): {len(w.waves)} waves, at most {w.widest} steps at once" in text
     assert "wave 1: 5 step(s): load_model x5" in text
-    assert "wave 2: 11 step(s): circuit x5, generate x6 15.0k f+b 160.7M tok" in text
+    assert "wave 2: 11 step(s): edge_scores x5, generate x6 15.0k f+b 160.7M tok" in text
     assert f"critical path: {len(w.critical_path)} steps" in text and "faster than one" in text
     header = next(line for line in r.output.splitlines() if line.lstrip().startswith("#"))
     assert header.split()[-1] == "wave"

@@ -28,3 +28,10 @@ def run(step, ctx):
                 "tau": spec.params.tau, "metric": spec.params.metric, "n_examples": 1, "n_edges": 0,
                 "n_edges_in_circuit": 0, "n_heads_in_circuit": len(active)}]
     return StepOutput(tables={"circuits": circuit, "nodes": nodes}, summary={"heads": len(active)})
+
+
+def run_scores(step, ctx):
+    """The edge scoring the fake circuits stand on: nothing to compute."""
+    from sparkql.runtime.execution.context import StepOutput
+
+    return StepOutput(tables={"scorings": [{"scores_id": step.key, "model_id": step.spec.model.model_id}]})

@@ -36,6 +36,7 @@ def tree(tmp_path, monkeypatch):
     shutil.copyfile(Path(__file__).resolve().parents[1] / "trl_runs" / "grpo" / "checkpoint-2" / "config.json",
                     base / "config.json")
     (base / "model.safetensors").write_bytes(b"")
+    (base / "tokenizer.json").write_text("{}")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
     monkeypatch.chdir(tmp_path)
     return tmp_path
@@ -60,7 +61,7 @@ def check(f: Path, capsys, tree: Path) -> tuple[int, str]:
 def test_a_trl_grpo_series_checks_clean(tree, capsys):
     recreate("grpo", tree / "runs")
     code, out = check(study(tree, "runs/checkpoint-*"), capsys, tree)
-    assert (code, out) == (0, "ok <tree>/s.spark: 15 steps (5 load_model, 5 circuit, 4 diff, 1 cohort)\n")
+    assert (code, out) == (0, "ok <tree>/s.spark: 20 steps (5 load_model, 5 edge_scores, 5 circuit, 4 diff, 1 cohort)\n")
 
 
 def test_leftovers_of_an_earlier_run_are_named(tree, capsys, snapshot):
@@ -257,3 +258,33 @@ def test_a_logged_nan_does_not_split_a_run(tree):
         f.write_text(json.dumps(state))  # Python's json writes NaN, as the Trainer's does
     report = series_log([(p.name, p) for p in sorted(runs.iterdir())])
     assert report.foreign == [] and report.missing == [] and "grad_norm" in report.keys
+
+
+def test_a_checkpoint_without_tokenizer_files_is_refused_or_takes_the_base_tokenizer(tree):
+    """transformers 5 loads an empty tokenizer from a directory without tokenizer files, and the
+    circuit failed much later with "no usable clean/corrupted pairs": `check` says so at the model
+    statement, and `with tokenizer = base` takes the series' base's tokenizer (into the keys)."""
+    from sparkql.plan.compile import compile_file
+
+    runs = tree / "runs"
+    for i, s in enumerate((2, 4)):
+        d = runs / f"checkpoint-{s}"
+        d.mkdir(parents=True)
+        shutil.copyfile(tree / "base" / "config.json", d / "config.json")
+        (d / "model.safetensors").write_bytes(b"")
+    f = tree / "s.spark"
+    f.write_text('model base = "base"\nmodel ckpt = "runs/checkpoint-*"\n'
+                 'dataset d = "d.jsonl" (clean = "c", corrupt = "x")\ncircuit d on ckpt[*]\n')
+    (tree / "d.jsonl").write_text('{"c": "1+1=", "x": "2+1="}\n')
+    with pytest.raises(SparkError) as e:
+        compile_file(f)
+    msg = e.value.render()
+    assert "s.spark:2:14: error: `ckpt`: checkpoint checkpoint-2, checkpoint-4 have no tokenizer files" in msg
+    assert "with tokenizer = base" in msg
+    f.write_text(f.read_text().replace('"runs/checkpoint-*"', '"runs/checkpoint-*" with tokenizer = base'))
+    plan = compile_file(f)
+    refs = [s.spec.model for s in plan.steps if s.kind == "edge_scores"]
+    assert [r.tokenizer for r in refs] == [str(tree / "base")] * 2
+    f.write_text(f.read_text().replace("with tokenizer = base", 'with tokenizer = "runs/checkpoint-2"'))
+    with pytest.raises(SparkError, match="has no tokenizer files either"):
+        compile_file(f)

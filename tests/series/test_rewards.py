@@ -107,10 +107,12 @@ def run_study(tmp_path: Path, run: str, opts: str = "", monkeypatch=None):
     shutil.copyfile(Path(__file__).resolve().parents[1] / "trl_runs" / "grpo" / "checkpoint-2" / "config.json",
                     base / "config.json")
     (base / "model.safetensors").write_bytes(b"")
+    (base / "tokenizer.json").write_text("{}")
     recreate(run, tmp_path / "runs")
     (tmp_path / "s.spark").write_text(STUDY.format(opts=opts))
     plan = compile_file(tmp_path / "s.spark")
     monkeypatch.setitem(handlers.HANDLERS, "circuit", f"{fake_circuits.__name__}:run")
+    monkeypatch.setitem(handlers.HANDLERS, "edge_scores", f"{fake_circuits.__name__}:run_scores")
     db = tmp_path / "s.duckdb"
     summary = execute(plan, db, live=False)
     assert summary.status == "done", [(s.label, s.error) for s in summary.steps if s.error]

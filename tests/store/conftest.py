@@ -9,12 +9,14 @@ from sparkql.runtime.execution import handlers
 from . import fakes
 
 FAKE_CIRCUIT = f"{fakes.__name__}:run_fake_circuit"
+FAKE_SCORES = f"{fakes.__name__}:run_fake_edge_scores"
 
 
 @pytest.fixture
 def fake_circuits(monkeypatch):
     """Route `circuit` steps to the test-only handler of fakes.py (by its module name as imported here)."""
     monkeypatch.setitem(handlers.HANDLERS, "circuit", FAKE_CIRCUIT)
+    monkeypatch.setitem(handlers.HANDLERS, "edge_scores", FAKE_SCORES)
 
 
 @pytest.fixture(scope="session")
@@ -30,6 +32,7 @@ def hand_store(tmp_path_factory):
     db = tmp / "hand.duckdb"
     with pytest.MonkeyPatch.context() as mp:
         mp.setitem(handlers.HANDLERS, "circuit", FAKE_CIRCUIT)
+        mp.setitem(handlers.HANDLERS, "edge_scores", FAKE_SCORES)
         summary = execute(plan, db, live=False)
     assert summary.status == "done" and summary.n_done == 16
     add_evals(db)

@@ -48,12 +48,14 @@ def make_model_dirs(root: Path) -> dict[int | None, Path]:
     base.mkdir(exist_ok=True)
     (base / "config.json").write_text(json.dumps(config))
     (base / "model.safetensors").write_bytes(b"")  # `check` wants weights beside config.json; none are read
+    (base / "tokenizer.json").write_text("{}")  # and a tokenizer
     dirs[None] = base
     for s in STEPS:
         d = root / "run" / f"checkpoint-{s}"
         d.mkdir(parents=True, exist_ok=True)
         (d / "config.json").write_text(json.dumps(config))
         (d / "model.safetensors").write_bytes(b"")
+        (d / "tokenizer.json").write_text("{}")
         hist = [{"step": t, "epoch": t / 400, "loss": 1.0 / t, "rewards/accuracy_reward": reward(t),
                  "reward": reward(t) + 0.5, "reward_std": 0.1, "learning_rate": 1e-6}
                 for t in range(10, s + 1, 10)]
@@ -81,7 +83,8 @@ def build_plan(root: Path) -> Plan:
         st = _step("load_model", LoadModelSpec(model=r), f"load {r.label}", [])
         steps.append(st)
         loads[r.model_id] = st.key
-        cst = _step("circuit", CircuitSpec(model=r, dataset=dataset, params=params), f"circuit toy on {r.label}",
+        cst = _step("circuit", CircuitSpec(model=r, dataset=dataset, params=params, scores_key=f"scores-{r.model_id}"),
+                    f"circuit toy on {r.label}",
                     [st.key])
         steps.append(cst)
         circuits[r.model_id] = cst.key
@@ -153,3 +156,12 @@ def run_fake_circuit(step: Step, ctx) -> "object":
                 "n_edges_in_circuit": 2, "n_heads_in_circuit": len(active)}]
     return StepOutput(tables={"circuits": circuit, "nodes": nodes, "edges": edges},
                       summary={"heads": len(active)})
+
+
+def run_fake_edge_scores(step: Step, ctx) -> "object":
+    """Test-only edge scoring (no torch): one ``scorings`` row; the fake circuits make up their edges."""
+    from sparkql.runtime.execution.context import StepOutput
+
+    spec = step.spec
+    return StepOutput(tables={"scorings": [{"scores_id": step.key, "model_id": spec.model.model_id,
+                                            "dataset": spec.dataset.name, "ig_steps": spec.params.ig_steps}]})

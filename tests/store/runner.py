@@ -32,6 +32,7 @@ def main() -> int:
     a = ap.parse_args()
 
     handlers.HANDLERS["circuit"] = "fakes:run_fake_circuit"
+    handlers.HANDLERS["edge_scores"] = "fakes:run_fake_edge_scores"
     real_handler_for = executor.handler_for
 
     def counting_handler_for(kind):

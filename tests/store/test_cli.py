@@ -46,7 +46,7 @@ def ran(tmp_path_factory):
     """The study run once for the read-only tests of this module."""
     from sparkql.runtime.execution import handlers
 
-    from .conftest import FAKE_CIRCUIT
+    from .conftest import FAKE_CIRCUIT, FAKE_SCORES
 
     tmp = tmp_path_factory.mktemp("cli")
     root = tmp / "models"
@@ -56,6 +56,7 @@ def ran(tmp_path_factory):
     db = tmp / "r.duckdb"
     with pytest.MonkeyPatch.context() as mp:
         mp.setitem(handlers.HANDLERS, "circuit", FAKE_CIRCUIT)
+        mp.setitem(handlers.HANDLERS, "edge_scores", FAKE_SCORES)
         summary = sparkql.run(str(study), db=str(db), quiet=True)
     assert summary.status == "done"
     return db
@@ -65,20 +66,20 @@ def test_run_dry_run_then_run_then_rerun(study, tmp_path, capsys):
     db = tmp_path / "r.duckdb"
     assert sparkql_cli("run", str(study), "--db", str(db), "--dry-run") == 0
     out = capsys.readouterr().out
-    assert "19 step(s) would run, 0 cached" in out and not db.exists()
+    assert "24 step(s) would run, 0 cached" in out and not db.exists()
     log = tmp_path / "run.log"
     assert sparkql_cli("run", str(study), "--db", str(db), "-q", "--log", str(log)) == 0
     out = capsys.readouterr().out
-    assert "✓ [19/19] heads late of ckpt[step=400]" in out and " done in " in out
+    assert "✓ [24/24] heads late of ckpt[step=400]" in out and " done in " in out
     lines = log.read_text().splitlines()
-    assert "19 step(s) to run, 0 cached" in lines[0] and "✓ [1/19] load base" in lines[1]
-    assert " done: 19 step(s) in " in lines[-1] and len(lines) == 21
+    assert "24 step(s) to run, 0 cached" in lines[0] and "✓ [1/24] load base" in lines[1]
+    assert " done: 24 step(s) in " in lines[-1] and len(lines) == 26
     assert sparkql_cli("run", str(study), "--db", str(db), "-q") == 0
     out = capsys.readouterr().out
     assert "✓" not in out  # nothing recomputed
     con = duckdb.connect(str(db), read_only=True)
     try:
-        assert con.execute("SELECT count(*) FROM steps").fetchone()[0] == 19
+        assert con.execute("SELECT count(*) FROM steps").fetchone()[0] == 24
         assert con.execute("SELECT list(status ORDER BY started_at) FROM runs").fetchone()[0] == ["done", "done"]
     finally:
         con.close()
@@ -141,17 +142,17 @@ def test_export_tables_views_and_circuits(ran, tmp_path, capsys, monkeypatch):
 def test_python_api(study, tmp_path):
     db = tmp_path / "api.duckdb"
     summary = sparkql.run(study.read_text(), db=str(db), quiet=True)
-    assert summary.status == "done" and summary.n_done == 19
+    assert summary.status == "done" and summary.n_done == 24
     con = sparkql.connect(str(db))
     try:
-        assert con.sql("SELECT count(*) FROM steps").fetchall() == [(19,)]  # relations work on it too
+        assert con.sql("SELECT count(*) FROM steps").fetchall() == [(24,)]  # relations work on it too
         assert con.execute("SELECT count(*) FROM cohort_heads WHERE origin = 'emergent'").fetchone()[0] == 4
         with pytest.raises(SparkError, match="read-only: DELETE is not a query"):
             con.execute("DELETE FROM steps")
     finally:
         con.close()
     again = sparkql.run(str(study), db=str(db), quiet=True)  # a path this time: same keys, all cached
-    assert (again.n_done, again.n_cached) == (0, 19)
+    assert (again.n_done, again.n_cached) == (0, 24)
 
 
 def raise_spark_error(step, ctx):
