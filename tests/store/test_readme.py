@@ -39,7 +39,7 @@ def two_series(tmp_path_factory):
     from sparkql.runtime.execution import handlers
     from sparkql.store.api import Store
 
-    from .conftest import FAKE_CIRCUIT
+    from .conftest import FAKE_CIRCUIT, FAKE_SCORES
 
     tmp = tmp_path_factory.mktemp("readme")
     fakes.make_model_dirs(tmp / "m1")
@@ -50,6 +50,7 @@ def two_series(tmp_path_factory):
     db = tmp / "grpo.duckdb"
     with pytest.MonkeyPatch.context() as mp:
         mp.setitem(handlers.HANDLERS, "circuit", FAKE_CIRCUIT)
+        mp.setitem(handlers.HANDLERS, "edge_scores", FAKE_SCORES)
         assert sparkql.run(str(study), db=str(db), quiet=True).status == "done"
     con = duckdb.connect(str(db), read_only=True)
     last = con.execute("SELECT model_id FROM models WHERE name = 'grpo' ORDER BY step DESC LIMIT 1").fetchone()[0]
