@@ -44,6 +44,15 @@ MIGRATIONS: dict[int, list[str]] = {
         "ALTER TABLE evals ADD COLUMN IF NOT EXISTS dtype VARCHAR",
         "ALTER TABLE evals ADD COLUMN IF NOT EXISTS canary_agreement DOUBLE",
     ],
+    5: [],  # issue 17's schema v5 (the circuit step split) fills this on merge
+    6: [
+        # random-head controls: what a variant was drawn from, and what a chosen one edits
+        "ALTER TABLE variants ADD COLUMN IF NOT EXISTS top_k INTEGER",
+        "ALTER TABLE variants ADD COLUMN IF NOT EXISTS control VARCHAR",
+        "ALTER TABLE variants ADD COLUMN IF NOT EXISTS draw INTEGER",
+        "ALTER TABLE variants ADD COLUMN IF NOT EXISTS matches VARCHAR",
+        "ALTER TABLE variants ADD COLUMN IF NOT EXISTS matched VARCHAR[]",
+    ],
 }
 
 
