@@ -52,6 +52,8 @@ MIGRATIONS: dict[int, list[str]] = {
         "ALTER TABLE variants ADD COLUMN IF NOT EXISTS draw INTEGER",
         "ALTER TABLE variants ADD COLUMN IF NOT EXISTS matches VARCHAR",
         "ALTER TABLE variants ADD COLUMN IF NOT EXISTS matched VARCHAR[]",
+        # selection stability of a circuit's or an emergent set's heads (sparkql.store.stability)
+        "ALTER TABLE head_sets ADD COLUMN IF NOT EXISTS stability DOUBLE",
     ],
 }
 

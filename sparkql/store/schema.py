@@ -113,7 +113,9 @@ TABLES: dict[str, str] = {
             head INTEGER,
             score DOUBLE,
             rank INTEGER,              -- 1 = highest score
-            kind VARCHAR               -- v2: diff (emergent: circuit minus base) | heads
+            kind VARCHAR,              -- v2: diff (emergent: circuit minus base) | heads
+            stability DOUBLE           -- v6: share of a (top_n, tau) grid around the circuit's cutoffs at which
+                                       --     the head is in the set (docs/store.md); NULL for set algebra
         )""",
     "cohort_checkpoints": """
         CREATE TABLE IF NOT EXISTS cohort_checkpoints (
@@ -383,6 +385,15 @@ VIEWS: dict[str, str] = {
                d.control, c.controls, c.control_mean, c.control_sd, c.beats_controls
         FROM d LEFT JOIN c
           ON c.eval_id = d.eval_id AND c.metric = d.metric AND c.k IS NOT DISTINCT FROM d.k""",
+    "head_stability": """
+        CREATE OR REPLACE VIEW head_stability AS
+        -- v6: each head of a circuit's or an emergent set, with the share of a (top_n, tau) grid
+        -- around the circuit's cutoffs (top_n +-30% in steps of 10%; tau x 0.5, 1, 2 when > 0)
+        -- at which it is in the set (1.0: selected whatever the cutoffs in the band)
+        SELECT h.set_key, h.set_name, h.kind, h.model_id, m.label AS model, m.step,
+               'L' || h.layer || 'H' || h.head AS head_name, h.layer, h.head, h.score, h.rank, h.stability
+        FROM head_sets h LEFT JOIN models m USING (model_id)
+        WHERE h.stability IS NOT NULL""",
     "eval_status": """
         CREATE OR REPLACE VIEW eval_status AS
         -- per eval: how many samples ended in each grading status, and how many are correct

@@ -21,6 +21,8 @@ class EmergentRow:
     step: int | None
     n_heads: int
     top_heads: list[str]
+    stability: list[float | None] = field(default_factory=list)
+    """Of each of ``top_heads``: share of the (top_n, tau) grid where it is in the set."""
 
 
 @dataclass
@@ -74,7 +76,8 @@ def study_summary(con, plan, top: int = 5) -> StudySummary:
         rows = con.execute(
             """
             SELECT h.set_name, m.label, m.step, count(*) AS n,
-                   list('L' || h.layer || 'H' || h.head ORDER BY h.rank) AS heads
+                   list('L' || h.layer || 'H' || h.head ORDER BY h.rank) AS heads,
+                   list(h.stability ORDER BY h.rank) AS stability
             FROM head_sets h JOIN models m USING (model_id)
             WHERE h.set_key IN (SELECT unnest(?))
             GROUP BY h.set_key, h.set_name, m.label, m.step
@@ -88,7 +91,8 @@ def study_summary(con, plan, top: int = 5) -> StudySummary:
                 continue
             name, model = s.spec.name, s.spec.model
             r = found.get((name, model.label))
-            out.emergent.append(EmergentRow(name, model.label, model.step, r[3] if r else 0, (r[4] if r else [])[:top]))
+            out.emergent.append(EmergentRow(name, model.label, model.step, r[3] if r else 0, (r[4] if r else [])[:top],
+                                            (r[5] if r else [])[:top]))
         out.emergent.sort(key=lambda e: (e.set_name, e.step is None, e.step or 0))
     eval_keys = [s.key for s in plan.steps if s.kind == "generate"]
     if eval_keys:
@@ -128,11 +132,14 @@ def render(summary: StudySummary, console) -> None:
     from rich.text import Text
 
     if summary.emergent:
-        t = Table(title="emergent heads (in the checkpoint's circuit, not in the base's)", title_justify="left")
+        t = Table(title="emergent heads (in the checkpoint's circuit, not in the base's; in brackets the share of "
+                        "a top_n +-30% x tau grid where the head is emergent)", title_justify="left")
         for col in ("set", "model", "n", "strongest"):
             t.add_column(col, justify="right" if col == "n" else "left")
         for e in summary.emergent:
-            t.add_row(Text(e.set_name), Text(e.model), str(e.n_heads), Text(", ".join(e.top_heads)))
+            shown = [h if s is None else f"{h} ({s:.2f})" for h, s in zip(e.top_heads, e.stability or
+                                                                          [None] * len(e.top_heads))]
+            t.add_row(Text(e.set_name), Text(e.model), str(e.n_heads), Text(", ".join(shown)))
         console.print(t)
     if summary.scores:
         # one row per (dataset, model, variant): pass@1 and pass@K at the largest k, each with its delta
