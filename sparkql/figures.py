@@ -15,6 +15,12 @@
   variant / dataset.
 * ``scores``: the intact-vs-variant table (value and change against the
   intact model under the same sampling), also written as CSV.
+* ``stability``: per emergent set, a head x checkpoint grid of each emergent
+  head's selection stability (share of a top_n +-30% x tau grid where it is
+  emergent: 1.0 whatever the cutoffs; the ``head_stability`` view).
+* ``controls``: per chosen intervention with random controls, the controls'
+  pass@1 deltas as dots and the intervention's as a red line, with the share of
+  controls it beats (the ``scores`` view's control columns).
 
 Sizes are fixed (``SIZES``, in pixels at ``DPI``) so figures line up in a
 paper or a report; SVG text stays text (``svg.fonttype = none``) so labels can
@@ -38,6 +44,8 @@ SIZES: dict[str, tuple[int, int]] = {
     "emergent_map": (1200, 600),
     "passk": (1200, 500),
     "scores": (1200, 600),  # the least: more rows or more than SCORE_COLUMNS columns make it taller
+    "stability": (1000, 600),
+    "controls": (1000, 500),
 }
 SCORE_COLUMNS = 8  # metric columns per panel of the scores table
 SCORE_ROW_PX = 30
@@ -372,12 +380,89 @@ def scores_figure(con, out: Path, formats=("png", "svg")) -> FigureResult:
     return res
 
 
+# --- selection stability and random controls (issue 16) -----------------------------------------
+def stability_figure(con, out: Path, formats=("png", "svg")) -> FigureResult:
+    import numpy as np
+
+    res = FigureResult("stability")
+    rows = _rows(con, "SELECT set_name, coalesce(step, -1) AS step, model, layer, head, stability FROM head_stability "
+                      "WHERE kind = 'diff' ORDER BY set_name, step, layer, head")
+    if not rows:
+        res.skipped = "no emergent head sets with stability (a study needs `circuit D on M diff B`)"
+        return res
+    sets = sorted({r["set_name"] for r in rows})
+    fig = _new_figure("stability", layout="constrained")
+    axes = fig.subplots(1, len(sets), squeeze=False)[0]
+    for ax, name in zip(axes, sets):
+        mine = [r for r in rows if r["set_name"] == name]
+        steps = sorted({r["step"] for r in mine})
+        heads = sorted({(r["layer"], r["head"]) for r in mine})
+        grid = np.full((len(heads), len(steps)), np.nan)
+        for r in mine:
+            grid[heads.index((r["layer"], r["head"])), steps.index(r["step"])] = r["stability"]
+        im = ax.imshow(grid, cmap="Blues", vmin=0, vmax=1, aspect="auto", origin="lower", interpolation="nearest")
+        for i in range(len(heads)):
+            for j in range(len(steps)):
+                if not np.isnan(grid[i, j]):
+                    ax.text(j, i, f"{grid[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                            color="white" if grid[i, j] > 0.6 else "black")
+        ax.set_xticks(range(len(steps)), [str(s) if s >= 0 else "-" for s in steps], fontsize=7)
+        ax.set_yticks(range(len(heads)), [f"L{l}H{h}" for l, h in heads], fontsize=7)
+        ax.set_xlabel("checkpoint step")
+        ax.set_title(f"{name}: emergent at what share of cutoffs", fontsize=9)
+    fig.colorbar(im, ax=axes[-1], fraction=0.08)
+    fig.suptitle("selection stability (top_n +-30% in steps of 10%, tau x 0.5/1/2 when > 0; blank: not emergent "
+                 "at the study's cutoffs)", fontsize=9)
+    res.files += _save(fig, out, "stability", formats)
+    return res
+
+
+def controls_figure(con, out: Path, formats=("png", "svg")) -> FigureResult:
+    res = FigureResult("controls")
+    try:
+        chosen = _rows(con, "SELECT eval_id, model, variant, dataset, k, delta, controls, beats_controls FROM scores "
+                            "WHERE controls > 0 AND metric = 'pass@k' AND k = 1 ORDER BY dataset, model, variant")
+    except Exception:  # a store older than v6 has no control columns  # noqa: BLE001
+        chosen = []
+    if not chosen:
+        res.skipped = "no interventions with random controls (a study needs `ablate random matching SET ...`)"
+        return res
+    ctl = _rows(con, """
+        SELECT x.eval_id, y.delta FROM scores x JOIN scores y
+          ON y.control IS NOT NULL AND y.model_id = x.model_id AND y.dataset = x.dataset
+         AND y.metric = x.metric AND y.k = x.k
+        JOIN evals ex ON ex.eval_id = x.eval_id JOIN evals ey ON ey.eval_id = y.eval_id
+        JOIN variants vx ON vx.variant_id = ex.variant_id JOIN variants vy ON vy.variant_id = ey.variant_id
+        WHERE x.controls > 0 AND x.metric = 'pass@k' AND x.k = 1 AND ex.n = ey.n
+          AND ex.temperature IS NOT DISTINCT FROM ey.temperature AND vx.op = vy.op AND vx.factor = vy.factor
+          AND vx.n_heads = vy.n_heads AND (vy.matched IS NULL OR vy.matched = list_sort(vx.heads))""")
+    fig = _new_figure("controls", layout="constrained")
+    ax = fig.subplots()
+    for i, c in enumerate(chosen):
+        ys = [r["delta"] for r in ctl if r["eval_id"] == c["eval_id"]]
+        xs = [i + 0.25 * ((j * 0.618) % 1 - 0.5) for j in range(len(ys))]  # deterministic jitter
+        ax.scatter(xs, ys, s=14, color="#7f8c8d", label="random controls" if i == 0 else None)
+        ax.hlines(c["delta"], i - 0.35, i + 0.35, color=RED, lw=2.5, label="intervention" if i == 0 else None)
+        ax.annotate(f"beats {c['beats_controls']:.0%} of {c['controls']}", (i, c["delta"]), xytext=(0, -12),
+                    textcoords="offset points", ha="center", fontsize=8, color=RED)
+    ax.axhline(0, color="black", lw=0.5)
+    ax.set_xticks(range(len(chosen)), [f"{c['variant']}\n{c['model']} · {c['dataset']}" for c in chosen], fontsize=7)
+    ax.set_ylabel("pass@1 change vs intact")
+    ax.set_title("interventions vs random controls (same model, op, factor, head count; "
+                 "matching controls: same heads per layer, outside the set)", fontsize=9)
+    ax.legend(fontsize=8)
+    res.files += _save(fig, out, "controls", formats)
+    return res
+
+
 FIGURES: dict[str, Callable] = {
     "cohort": cohort_figure,
     "frequency": frequency_figure,
     "emergent_map": emergent_map_figure,
     "passk": passk_figure,
     "scores": scores_figure,
+    "stability": stability_figure,
+    "controls": controls_figure,
 }
 
 

@@ -88,9 +88,41 @@ def rank_heads(scores: dict[Head, float], top_k: int | None = None) -> list[tupl
     return [(h, s, i + 1) for i, (h, s) in enumerate(ordered)]
 
 
+def _circuits_of(expr: HeadExpr) -> tuple[str, str | None] | None:
+    """(circuit, base circuit) of a set that is a circuit's heads or a diff of two circuits."""
+    if expr.op == "circuit":
+        return expr.ref, None
+    if expr.op == "minus" and len(expr.args) == 2 and all(a.op == "circuit" for a in expr.args):
+        return expr.args[0].ref, expr.args[1].ref
+    return None
+
+
+def set_stability(expr: HeadExpr, ctx: RunContext) -> dict[Head, float] | None:
+    """Each head's selection stability over the (top_n, tau) grid around the circuit's own
+    cutoffs (sparkql.store.stability), from the stored edges; None for other set expressions."""
+    from sparkql.store.stability import stability
+
+    found = _circuits_of(expr)
+    if found is None:
+        return None
+    circuit, base = found
+    row = ctx.query("SELECT top_n, tau FROM circuits WHERE circuit_id = ?", [circuit])
+    if not row or row[0][0] is None:
+        return None
+    top_n, tau = int(row[0][0]), float(row[0][1] or 0.0)
+
+    def edges(cid: str) -> list[tuple[str, str, float]]:
+        return [(s, d, float(x)) for s, d, x in
+                ctx.query("SELECT src, dst, score FROM edges WHERE circuit_id = ? AND score IS NOT NULL", [cid])]
+
+    shares, _ = stability(edges(circuit), top_n, tau, edges(base) if base else None)
+    return shares
+
+
 def run_head_set(step: Step, ctx: RunContext) -> StepOutput:
     spec: HeadSetSpec = step.spec  # type: ignore[assignment]
     ranked = rank_heads(evaluate_head_expr(spec.expr, ctx), spec.top_k)
+    stable = set_stability(spec.expr, ctx)
     rows = {
         "set_key": [step.key] * len(ranked),
         "set_name": [spec.name] * len(ranked),
@@ -100,6 +132,7 @@ def run_head_set(step: Step, ctx: RunContext) -> StepOutput:
         "score": [s for _, s, _ in ranked],
         "rank": [r for _, _, r in ranked],
         "kind": [spec.kind] * len(ranked),
+        "stability": [stable.get(h, 0.0) if stable is not None else None for h, _, _ in ranked],
     }
     top = ", ".join(f"L{h[0]}H{h[1]}" for h, _, _ in ranked[:5])
     return StepOutput(tables={"head_sets": rows}, summary={"heads": len(ranked), "top": top})

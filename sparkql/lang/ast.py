@@ -177,11 +177,16 @@ class CohortStmt(Node):
 
 
 class HeadSource(Node):
-    """What an intervention edits: a named set (optionally its top K) or literal heads."""
+    """What an intervention edits: a named set (optionally its top K), literal heads, or a random
+    control: ``random K`` (K heads drawn from the whole model) or ``random matching SET [top K]``
+    (as many heads per layer as SET has, drawn from the heads outside it)."""
 
     set: SetRef | None = None
     top: int | None = None
     heads: list[HeadLit] = Field(default_factory=list)
+    random: bool = False
+    count: int | None = None
+    """K of ``random K`` (None for ``random matching SET``)."""
 
 
 class AblateStmt(Node):

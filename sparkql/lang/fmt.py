@@ -105,8 +105,11 @@ def fmt_statement(s) -> str:
     if isinstance(s, (A.AblateStmt, A.ScaleStmt)):
         verb = "ablate" if isinstance(s, A.AblateStmt) else "scale"
         src = s.source
-        if src.set is not None:
+        if src.random and src.set is None:
+            what = f"random {src.count}"
+        elif src.set is not None:
             what = src.set.name.name + fmt_selector(src.set.selector) + (f" top {src.top}" if src.top is not None else "")
+            what = ("random matching " if src.random else "") + what
         else:
             what = "heads " + ", ".join(fmt_head(h) for h in src.heads)
         out = f"{verb} {what}"

@@ -126,6 +126,12 @@ DATASET_OPTIONS = {o.name: o for o in [
 ]}
 CIRCUIT_WITH = {**CIRCUIT_OPTIONS, **{o.name: o for o in [DTYPE, DEVICE, SEED, MEMORY, BATCH, SYSTEM, THINK]}}
 EVAL_WITH = {**EVAL_OPTIONS, **{o.name: o for o in [DTYPE, DEVICE, SEED, BACKEND, VLLM_MEMORY, BATCH, SYSTEM, THINK]}}
+CONTROL_OPTIONS = {o.name: o for o in [
+    _o("seeds", "int", "Random-head controls (`ablate random K`, `... random matching SET`): how many draws, each "
+       "a variant of its own (20 draws can show an effect larger than 95% of them).", min=1, max=1000, default=20),
+    _o("seed", "int", "Seed of the draws (default: the study's `set seed`); draw i is the same on every machine.",
+       min=0, max=2**32 - 1, default=0),
+]}
 SET_KEYS = {**GLOBAL_OPTIONS, **CIRCUIT_OPTIONS, **EVAL_OPTIONS}
 
 ROLES = ("problem", "answer", "clean", "corrupt", "id", "choices")

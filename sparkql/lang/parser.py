@@ -250,6 +250,13 @@ class _Builder(Transformer_NonRecursive):
     def literal_source(self, meta, items):
         return A.HeadSource(heads=items[0], span=span_of(meta))
 
+    def random_source(self, meta, items):
+        return A.HeadSource(random=True, count=_int(items[0]), span=span_of(meta))
+
+    def matching_source(self, meta, items):
+        ref, top = items
+        return A.HeadSource(random=True, set=ref, top=top, span=span_of(meta))
+
     def ablate_stmt(self, meta, items):
         source, *clauses, opts = items
         c = _clauses(clauses)

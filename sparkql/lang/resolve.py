@@ -25,7 +25,7 @@ from sparkql.lang import setexpr
 from sparkql.lang.fmt import fmt_selector
 from sparkql.lang.paths import dataset_fingerprint, find_file, find_models
 from sparkql.lang.study import (
-    EvalTarget, ModelDecl, Note, RCircuit, RCohort, REval, RHeads, RIntervene, SetSource, Study,
+    EvalTarget, ModelDecl, Note, RCircuit, RCohort, RControl, REval, RHeads, RIntervene, SetSource, Study,
 )
 from sparkql.plan.steps import CircuitParams, DatasetRef, ExecOptions, ModelRef, ModelShape, SamplingParams
 from sparkql.runtime.models.device import concrete_dtype
@@ -49,6 +49,8 @@ class VariantInfo:
     label: str
     alias: str | None
     targets: list[ModelRef]
+    labels: list[str] = field(default_factory=list)
+    """The variant label of each draw of a random control; [label] for a chosen intervention."""
 
 
 @dataclass
@@ -562,14 +564,20 @@ class Resolver:
 
     def intervene_stmt(self, s: A.AblateStmt | A.ScaleStmt) -> None:
         op = "ablate" if isinstance(s, A.AblateStmt) else "scale"
-        O.check_options(s.options, {}, op)
+        src = s.source
+        opts = O.check_options(s.options, O.CONTROL_OPTIONS, op)
+        if not src.random:
+            opt = next((o for o in s.options if o.key.name in O.CONTROL_OPTIONS), None)
+            if opt is not None:
+                raise SparkError(f"`{opt.key.name}` is an option of random controls, and this {op} edits chosen heads",
+                                 span=opt.span, hint=f"remove it, or draw controls: {op} random K ... / "
+                                                     f"{op} random matching SET ...")
         factor = 0.0
         if isinstance(s, A.ScaleStmt):
             factor = float(s.factor.value)
             if abs(factor) > O.MAX_SCALE:
                 raise SparkError(f"scale factor {s.factor.text} is out of range (|factor| <= {O.bound_text(O.MAX_SCALE)})",
                                  span=s.factor.span, hint="activations scaled further overflow every dtype")
-        src = s.source
         targets = self.select(s.target) if s.target else None
         if src.set is not None:
             info = self._set_info(src.set)
@@ -582,6 +590,10 @@ class Resolver:
                 targets = picked or info.domain
             if info.domain is None and targets:
                 self._check_heads([A.HeadLit(layer=l, head=h) for l, h in info.literal], targets)
+        elif src.random:
+            if targets is None:
+                raise SparkError("random heads need a model to edit", span=s.span, hint="add `on MODEL`, e.g. on base")
+            source = SetSource(kind="literal", heads=[], span=src.span)
         else:
             if targets is None:
                 raise SparkError("literal heads need a model to edit", span=s.span, hint="add `on MODEL`, e.g. on base")
@@ -589,6 +601,11 @@ class Resolver:
             source = SetSource(kind="literal", heads=[(h.layer, h.head) for h in src.heads], span=src.span)
         if src.top is not None and src.top < 1:
             raise SparkError("top K needs K >= 1", span=src.span)
+        if src.top is not None:
+            self._top_fits(src, targets)
+        control = None
+        if src.random:
+            control = self._control(src, opts, targets)
         from sparkql.lang.fmt import fmt_statement
 
         label = s.alias.name if s.alias else fmt_statement(s.model_copy(update={"target": None, "alias": None, "options": []}))
@@ -597,9 +614,40 @@ class Resolver:
         if s.alias:
             self._no_duplicate(s.alias.name, s.alias.span)
         self._use(targets)
-        self.env.variants.append(VariantInfo(label, s.alias.name if s.alias else None, targets))
-        self.out.append(RIntervene(op=op, factor=factor, label=label, source=source, top_k=src.top, targets=targets,
-                                   span=s.span))
+        stmt = RIntervene(op=op, factor=factor, label=label, source=source, top_k=src.top, targets=targets,
+                          control=control, span=s.span)
+        self.env.variants.append(VariantInfo(label, s.alias.name if s.alias else None, targets, stmt.draw_labels()))
+        self.out.append(stmt)
+
+    def _top_fits(self, src: A.HeadSource, targets: list[ModelRef]) -> None:
+        """`top K` beyond every head of the model can only select fewer than K: say so now (a set
+        smaller than K is known at run time only; the run summary says so then)."""
+        for ref in targets:
+            shape = self._shape_of(ref)
+            if shape is not None and src.top > shape.n_layers * shape.n_heads:
+                self._warn(f"top {src.top}: {ref.name} has only {shape.n_layers * shape.n_heads} query heads, so "
+                           f"this selects at most {shape.n_layers * shape.n_heads}", src.span,
+                           hint="lower K (the run summary lists the heads each variant edited)")
+                return
+
+    def _control(self, src: A.HeadSource, opts: dict, targets: list[ModelRef]) -> RControl:
+        """Check a random control against the edited models' shapes (when known now)."""
+        if src.count is not None and src.count < 1:
+            raise SparkError("random K needs K >= 1", span=src.span)
+        for ref in targets:
+            shape = self._shape_of(ref)
+            if shape is None:
+                continue
+            total = shape.n_layers * shape.n_heads
+            if src.count is not None and src.count > total:
+                raise SparkError(f"random {src.count}: {ref.name} has only {total} query heads "
+                                 f"({shape.n_layers} layers x {shape.n_heads})", span=src.span,
+                                 hint=f"draw at most {total} heads")
+            if src.count is not None and src.count == total:
+                self._warn(f"random {src.count} draws every head of {ref.name}: all draws are the same", src.span,
+                           hint="draw fewer heads")
+        return RControl(draws=self._get("seeds", opts, O.CONTROL_OPTIONS), seed=self._get("seed", opts),
+                        count=src.count, matches=src.set.name.name if src.set is not None else None)
 
     # ---- eval -----------------------------------------------------------------------
     def eval_stmt(self, s: A.EvalStmt) -> None:
@@ -625,7 +673,7 @@ class Resolver:
                 variant = next((v for v in self.env.variants if v.alias == t.name.name), None)
                 if variant is not None:
                     refs = self._apply_selector(variant.targets, t.selector, t.name.name, len(variant.targets) > 1)
-                    targets += [EvalTarget(model=r, variant=variant.label) for r in refs]
+                    targets += [EvalTarget(model=r, variant=lab) for lab in variant.labels for r in refs]
                     continue
                 if t.name.name not in self.env.models:
                     self._skip_if_broken(t.name.name)
@@ -636,7 +684,7 @@ class Resolver:
         else:
             intact = self.env.used_models or [r for d in self.env.models.values() for r in d.refs]
             targets = [EvalTarget(model=r) for r in intact]
-            targets += [EvalTarget(model=r, variant=v.label) for v in self.env.variants for r in v.targets]
+            targets += [EvalTarget(model=r, variant=lab) for v in self.env.variants for lab in v.labels for r in v.targets]
         n = self._get("n", opts, O.EVAL_OPTIONS)
         ks = self._get("k", opts, O.EVAL_OPTIONS)
         if ks is None:

@@ -69,6 +69,16 @@ class RCohort(R):
     """``with reward = "KEY"``: the log_history key read as the reward (None: the default choice)."""
 
 
+class RControl(R):
+    """A random-head control: ``seeds`` draws of ``count`` heads (``random K``) or of as many heads
+    per layer as the source set has (``random matching SET``), each draw a variant of its own."""
+
+    draws: int
+    seed: int
+    count: int | None = None
+    matches: str | None = None
+
+
 class RIntervene(R):
     kind: Literal["intervene"] = "intervene"
     op: Literal["ablate", "scale"]
@@ -79,6 +89,19 @@ class RIntervene(R):
     top_k: int | None = None
     targets: list[ModelRef] | None = None
     """`on M`; None: the models the set was found in."""
+    control: RControl | None = None
+    """Set for `ablate random ...` / `scale random ...`: the variants are ``label #i``, i < draws."""
+
+    def draw_labels(self) -> list[str]:
+        """The variant label of each draw (one label, the statement's, for a chosen intervention)."""
+        if self.control is None:
+            return [self.label]
+        return [draw_label(self.label, i) for i in range(self.control.draws)]
+
+
+def draw_label(label: str, i: int) -> str:
+    """The variant label of draw ``i`` (0-based) of a control: ``sft_controls #3``."""
+    return f"{label} #{i}"
 
 
 class EvalTarget(R):

@@ -17,7 +17,7 @@ from sparkql.lang.resolve import resolve
 from sparkql.lang.study import RCircuit, RCohort, REval, RHeads, RIntervene, Study
 from sparkql.plan.steps import (
     AggregateSpec, CircuitSpec, CohortMember, CohortSpec, Cost, EdgeScoresSpec, ExecOptions, GenerateSpec, GradeSpec, HeadExpr,
-    HeadSetSpec, InterveneSpec, LoadModelSpec, ModelRef, Plan, Step, step_key,
+    HeadSetSpec, InterveneSpec, LoadModelSpec, ModelRef, Plan, RandomDraw, Step, step_key,
 )
 
 
@@ -196,9 +196,15 @@ class _Builder:
             else:
                 heads = self.operand(v.source.name, target, list(v.source.models))
                 deps = _refs(heads)
-            spec = InterveneSpec(variant=v.label, model=target, op=v.op, factor=v.factor, heads=heads, top_k=v.top_k)
-            key = self.add("intervene", spec, f"{v.label} @ {target.label}", deps + [self.load(target, v.span)], v.span)
-            self.variant_keys[(v.label, target.model_id)] = key
+            for i, label in enumerate(v.draw_labels()):
+                draw = None
+                if v.control is not None:
+                    c = v.control
+                    draw = RandomDraw(group=v.label, draw=i, seed=c.seed, count=c.count, matches=c.matches)
+                spec = InterveneSpec(variant=label, model=target, op=v.op, factor=v.factor, heads=heads, top_k=v.top_k,
+                                     random=draw)
+                key = self.add("intervene", spec, f"{label} @ {target.label}", deps + [self.load(target, v.span)], v.span)
+                self.variant_keys[(label, target.model_id)] = key
 
     def eval_stmt(self, e: REval) -> None:
         for ds in e.datasets:

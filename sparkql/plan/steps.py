@@ -251,9 +251,30 @@ class CohortSpec(_OmitsUnset):
     default choice, sparkql.store.cohorts.pick_reward_key)."""
 
 
-class InterveneSpec(Frozen):
+class RandomDraw(Frozen):
+    """One draw of a random-head control (``ablate random K``, ``... random matching SET [top K]``).
+
+    The heads are drawn at run time (a matching draw needs the set's heads) by
+    ``sparkql.runtime.steps.controls.draw_heads``: a pure function of (shape, set, seed, draw)
+    that ranks candidate heads by a sha256 hash, so a draw is the same on every machine."""
+
+    group: str
+    """Label of the control statement (its `as` name, or the statement as written)."""
+    draw: int
+    """0-based draw index (of ``seeds = N``)."""
+    seed: int
+    count: int | None = None
+    """K of ``random K``; None: as many heads per layer as the ``heads`` expression has, drawn
+    from the heads outside it."""
+    matches: str | None = None
+    """The matched set's name (``random matching SET``)."""
+
+
+class InterveneSpec(_OmitsUnset):
     """An intervention variant: resolves its concrete heads (from sets, at run time) into ``variants``.
     Weights are edited by the generate steps that use the variant."""
+
+    _OMIT_NONE: ClassVar[tuple[str, ...]] = ("random",)
 
     kind: Literal["intervene"] = "intervene"
     variant: str
@@ -267,6 +288,9 @@ class InterveneSpec(Frozen):
     """Evaluated against the set steps' results; for a set found in several models and applied
     to another, the union over those models with each head's max score."""
     top_k: int | None = None
+    random: RandomDraw | None = None
+    """A random control's draw: the heads edited are drawn (``heads`` is then the set matched, or
+    empty for ``random K``). None (left out of the key) for a chosen intervention."""
 
 
 class GenerateSpec(Frozen):

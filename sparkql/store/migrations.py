@@ -53,6 +53,16 @@ MIGRATIONS: dict[int, list[str]] = {
         TABLES["scored_pairs"],
         TABLES["edge_scores"],
     ],
+    6: [
+        # random-head controls: what a variant was drawn from, and what a chosen one edits
+        "ALTER TABLE variants ADD COLUMN IF NOT EXISTS top_k INTEGER",
+        "ALTER TABLE variants ADD COLUMN IF NOT EXISTS control VARCHAR",
+        "ALTER TABLE variants ADD COLUMN IF NOT EXISTS draw INTEGER",
+        "ALTER TABLE variants ADD COLUMN IF NOT EXISTS matches VARCHAR",
+        "ALTER TABLE variants ADD COLUMN IF NOT EXISTS matched VARCHAR[]",
+        # selection stability of a circuit's or an emergent set's heads (sparkql.store.stability)
+        "ALTER TABLE head_sets ADD COLUMN IF NOT EXISTS stability DOUBLE",
+    ],
 }
 
 

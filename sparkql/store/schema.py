@@ -12,7 +12,7 @@ Ids: ``model_id`` is ModelRef.model_id; ``circuit_id``, ``set_key``,
 them (content addresses), so the same work in two studies is one row.
 """
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 TABLES: dict[str, str] = {
     "meta": """
@@ -156,7 +156,9 @@ TABLES: dict[str, str] = {
             head INTEGER,
             score DOUBLE,
             rank INTEGER,              -- 1 = highest score
-            kind VARCHAR               -- v2: diff (emergent: circuit minus base) | heads
+            kind VARCHAR,              -- v2: diff (emergent: circuit minus base) | heads
+            stability DOUBLE           -- v6: share of a (top_n, tau) grid around the circuit's cutoffs at which
+                                       --     the head is in the set (docs/store.md); NULL for set algebra
         )""",
     "cohort_checkpoints": """
         CREATE TABLE IF NOT EXISTS cohort_checkpoints (
@@ -212,7 +214,12 @@ TABLES: dict[str, str] = {
             op VARCHAR,                -- ablate | scale
             factor DOUBLE,
             heads VARCHAR[],           -- ['L5H1', ...]
-            n_heads INTEGER
+            n_heads INTEGER,
+            top_k INTEGER,             -- v6: K of `top K` (n_heads < top_k: the set had fewer heads)
+            control VARCHAR,           -- v6: random control: the control statement's label (NULL: chosen heads)
+            draw INTEGER,              -- v6: random control: 0-based draw of `seeds = N`
+            matches VARCHAR,           -- v6: `random matching SET`: SET (NULL: `random K`)
+            matched VARCHAR[]          -- v6: `random matching SET`: the heads matched, sorted
         )""",
     "evals": """
         CREATE TABLE IF NOT EXISTS evals (
@@ -381,25 +388,61 @@ VIEWS: dict[str, str] = {
     "scores": """
         CREATE OR REPLACE VIEW scores AS
         -- every metric beside the intact model's value under the same sampling (same model,
-        -- dataset, metric, k, n, temperature, top_p, max_tokens, think)
+        -- dataset, metric, k, n, temperature, top_p, max_tokens, think), and (v6) a chosen
+        -- intervention's delta beside its random controls' deltas: the draws of `ablate/scale
+        -- random ...` on the same model with the same op, factor and head count (a `matching SET`
+        -- control only for an intervention on exactly the heads it matched), evaluated under the same sampling.
+        -- beats_controls: share of controls whose delta the intervention's exceeds in its own
+        -- direction (lower when the delta is negative, higher when positive; ties do not count).
         WITH s AS (
-            SELECT e.eval_id, e.model_id, m.label AS model, e.variant, e.dataset,
+            SELECT e.eval_id, e.model_id, m.label AS model, e.variant, e.variant_id, e.dataset,
                    e.n, e.temperature, e.top_p, e.max_tokens, e.think,
                    coalesce(e.extract, 'strict') AS extract, e.regraded_from,
                    x.metric, x.k, x.value, x.stderr
-            FROM metrics x JOIN evals e USING (eval_id) LEFT JOIN models m USING (model_id))
-        SELECT s.eval_id, s.model_id, s.model, s.variant, s.dataset, s.metric, s.k,
-               s.value, s.stderr, i.value AS intact_value, s.value - i.value AS delta, s.extract,
-               s.regraded_from
-        FROM s LEFT JOIN s i
-          ON i.variant = 'intact' AND i.model_id = s.model_id AND i.dataset = s.dataset
-         AND i.metric = s.metric AND i.k IS NOT DISTINCT FROM s.k AND i.n = s.n
-         AND i.temperature IS NOT DISTINCT FROM s.temperature
-         AND i.top_p IS NOT DISTINCT FROM s.top_p
-         AND i.max_tokens IS NOT DISTINCT FROM s.max_tokens
-         AND i.think IS NOT DISTINCT FROM s.think
-         AND i.extract = s.extract  -- a lenient regrade is compared with the lenient intact eval
-         AND i.regraded_from IS NULL = s.regraded_from IS NULL""",
+            FROM metrics x JOIN evals e USING (eval_id) LEFT JOIN models m USING (model_id)),
+        d AS (
+            SELECT s.*, i.value AS intact_value, s.value - i.value AS delta,
+                   v.op, v.factor, v.n_heads, v.heads, v.control, v.matched
+            FROM s LEFT JOIN s i
+              ON i.variant = 'intact' AND i.model_id = s.model_id AND i.dataset = s.dataset
+             AND i.metric = s.metric AND i.k IS NOT DISTINCT FROM s.k AND i.n = s.n
+             AND i.temperature IS NOT DISTINCT FROM s.temperature
+             AND i.top_p IS NOT DISTINCT FROM s.top_p
+             AND i.max_tokens IS NOT DISTINCT FROM s.max_tokens
+             AND i.think IS NOT DISTINCT FROM s.think
+             AND i.extract = s.extract  -- a lenient regrade is compared with the lenient intact eval
+             AND i.regraded_from IS NULL = s.regraded_from IS NULL
+            LEFT JOIN variants v ON v.variant_id = s.variant_id),
+        c AS (
+            SELECT x.eval_id, x.metric, x.k, count(*) AS controls, avg(y.delta) AS control_mean,
+                   stddev_samp(y.delta) AS control_sd,
+                   avg(CASE WHEN (x.delta < 0 AND x.delta < y.delta) OR (x.delta > 0 AND x.delta > y.delta)
+                            THEN 1.0 ELSE 0.0 END) AS beats_controls
+            FROM d x JOIN d y
+              ON y.control IS NOT NULL AND x.control IS NULL AND x.variant_id IS NOT NULL
+             AND y.model_id = x.model_id AND y.dataset = x.dataset AND y.metric = x.metric
+             AND y.k IS NOT DISTINCT FROM x.k AND y.n = x.n
+             AND y.temperature IS NOT DISTINCT FROM x.temperature AND y.top_p IS NOT DISTINCT FROM x.top_p
+             AND y.max_tokens IS NOT DISTINCT FROM x.max_tokens AND y.think IS NOT DISTINCT FROM x.think
+             AND y.extract = x.extract AND y.regraded_from IS NULL = x.regraded_from IS NULL
+             AND y.op = x.op AND y.factor = x.factor AND y.n_heads = x.n_heads
+             AND (y.matched IS NULL OR y.matched = list_sort(x.heads))
+             AND x.delta IS NOT NULL AND y.delta IS NOT NULL
+            GROUP BY x.eval_id, x.metric, x.k)
+        SELECT d.eval_id, d.model_id, d.model, d.variant, d.dataset, d.metric, d.k,
+               d.value, d.stderr, d.intact_value, d.delta, d.extract, d.regraded_from,
+               d.control, c.controls, c.control_mean, c.control_sd, c.beats_controls
+        FROM d LEFT JOIN c
+          ON c.eval_id = d.eval_id AND c.metric = d.metric AND c.k IS NOT DISTINCT FROM d.k""",
+    "head_stability": """
+        CREATE OR REPLACE VIEW head_stability AS
+        -- v6: each head of a circuit's or an emergent set, with the share of a (top_n, tau) grid
+        -- around the circuit's cutoffs (top_n +-30% in steps of 10%; tau x 0.5, 1, 2 when > 0)
+        -- at which it is in the set (1.0: selected whatever the cutoffs in the band)
+        SELECT h.set_key, h.set_name, h.kind, h.model_id, m.label AS model, m.step,
+               'L' || h.layer || 'H' || h.head AS head_name, h.layer, h.head, h.score, h.rank, h.stability
+        FROM head_sets h LEFT JOIN models m USING (model_id)
+        WHERE h.stability IS NOT NULL""",
     "eval_status": """
         CREATE OR REPLACE VIEW eval_status AS
         -- per eval: how many samples ended in each grading status, and how many are correct

@@ -1,9 +1,12 @@
 """What a study found, read back from the store for the end of `sparkql run`.
 
-Two tables, restricted to the steps of the plan that was just run: the
-emergent heads of each `diff` set per checkpoint (how many, and the strongest
-ones), and every intervention variant's pass@k beside its intact model's
-(the paper's Tables 2 and 3). Pure SQL over the store: no torch.
+Tables restricted to the steps of the plan that was just run: the emergent
+heads of each `diff` set per checkpoint (how many, and the strongest ones),
+every intervention variant's pass@k beside its intact model's (the paper's
+Tables 2 and 3; random-control draws are summarised, not listed), each chosen
+intervention's delta beside its random controls' (mean, spread, share beaten),
+and the variants whose `top K` found fewer than K heads. Pure SQL over the
+store: no torch.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ class EmergentRow:
     step: int | None
     n_heads: int
     top_heads: list[str]
+    stability: list[float | None] = field(default_factory=list)
+    """Of each of ``top_heads``: share of the (top_n, tau) grid where it is in the set."""
 
 
 @dataclass
@@ -33,9 +38,34 @@ class ScoreRow:
 
 
 @dataclass
+class ControlRow:
+    dataset: str
+    model: str
+    variant: str
+    k: int | None
+    delta: float
+    controls: int
+    control_mean: float
+    control_sd: float | None
+    beats: float
+
+
+@dataclass
+class ShortRow:
+    variant: str
+    model: str
+    top_k: int
+    heads: list[str]
+
+
+@dataclass
 class StudySummary:
     emergent: list[EmergentRow] = field(default_factory=list)
     scores: list[ScoreRow] = field(default_factory=list)
+    controls: list[ControlRow] = field(default_factory=list)
+    n_control_evals: int = 0
+    """Evals of random-control draws (left out of ``scores``: they are summarised in ``controls``)."""
+    short: list[ShortRow] = field(default_factory=list)
 
 
 def study_summary(con, plan, top: int = 5) -> StudySummary:
@@ -46,7 +76,8 @@ def study_summary(con, plan, top: int = 5) -> StudySummary:
         rows = con.execute(
             """
             SELECT h.set_name, m.label, m.step, count(*) AS n,
-                   list('L' || h.layer || 'H' || h.head ORDER BY h.rank) AS heads
+                   list('L' || h.layer || 'H' || h.head ORDER BY h.rank) AS heads,
+                   list(h.stability ORDER BY h.rank) AS stability
             FROM head_sets h JOIN models m USING (model_id)
             WHERE h.set_key IN (SELECT unnest(?))
             GROUP BY h.set_key, h.set_name, m.label, m.step
@@ -60,7 +91,8 @@ def study_summary(con, plan, top: int = 5) -> StudySummary:
                 continue
             name, model = s.spec.name, s.spec.model
             r = found.get((name, model.label))
-            out.emergent.append(EmergentRow(name, model.label, model.step, r[3] if r else 0, (r[4] if r else [])[:top]))
+            out.emergent.append(EmergentRow(name, model.label, model.step, r[3] if r else 0, (r[4] if r else [])[:top],
+                                            (r[5] if r else [])[:top]))
         out.emergent.sort(key=lambda e: (e.set_name, e.step is None, e.step or 0))
     eval_keys = [s.key for s in plan.steps if s.kind == "generate"]
     if eval_keys:
@@ -69,13 +101,28 @@ def study_summary(con, plan, top: int = 5) -> StudySummary:
             WITH picked AS (
                 SELECT *, max(k) OVER (PARTITION BY eval_id) AS kmax FROM scores
                 WHERE eval_id IN (SELECT unnest(?)) AND metric = 'pass@k')
-            SELECT dataset, model, variant, metric, k, value, stderr, delta FROM picked
+            SELECT dataset, model, variant, metric, k, value, stderr, delta, control,
+                   delta, controls, control_mean, control_sd, beats_controls FROM picked
             WHERE k = 1 OR k = kmax
             ORDER BY dataset, model, variant = 'intact' DESC, variant, k
             """,
             [eval_keys],
         ).fetchall()
-        out.scores = [ScoreRow(*r) for r in rows]
+        out.scores = [ScoreRow(*r[:8]) for r in rows if r[8] is None]
+        out.n_control_evals = len({(r[0], r[1], r[2]) for r in rows if r[8] is not None})
+        out.controls = [ControlRow(r[0], r[1], r[2], r[4], *r[9:]) for r in rows
+                        if r[8] is None and r[10] and r[9] is not None]
+    variant_keys = [s.key for s in plan.steps if s.kind == "intervene"]
+    if variant_keys:
+        rows = con.execute(
+            """
+            SELECT v.name, m.label, v.top_k, v.heads FROM variants v LEFT JOIN models m USING (model_id)
+            WHERE v.variant_id IN (SELECT unnest(?)) AND v.top_k IS NOT NULL AND v.n_heads < v.top_k
+            ORDER BY v.name, m.label
+            """,
+            [variant_keys],
+        ).fetchall()
+        out.short = [ShortRow(r[0], r[1], r[2], list(r[3] or [])) for r in rows]
     return out
 
 
@@ -85,11 +132,14 @@ def render(summary: StudySummary, console) -> None:
     from rich.text import Text
 
     if summary.emergent:
-        t = Table(title="emergent heads (in the checkpoint's circuit, not in the base's)", title_justify="left")
+        t = Table(title="emergent heads (in the checkpoint's circuit, not in the base's; in brackets the share of "
+                        "a top_n +-30% x tau grid where the head is emergent)", title_justify="left")
         for col in ("set", "model", "n", "strongest"):
             t.add_column(col, justify="right" if col == "n" else "left")
         for e in summary.emergent:
-            t.add_row(Text(e.set_name), Text(e.model), str(e.n_heads), Text(", ".join(e.top_heads)))
+            shown = [h if s is None else f"{h} ({s:.2f})" for h, s in zip(e.top_heads, e.stability or
+                                                                          [None] * len(e.top_heads))]
+            t.add_row(Text(e.set_name), Text(e.model), str(e.n_heads), Text(", ".join(shown)))
         console.print(t)
     if summary.scores:
         # one row per (dataset, model, variant): pass@1 and pass@K at the largest k, each with its delta
@@ -114,3 +164,30 @@ def render(summary: StudySummary, console) -> None:
             t.add_row(Text(dataset), Text(model), Text(variant), *cells(by_k.get(1)),
                       str(kmax) if kmax not in (None, 1) else "", *last)
         console.print(t)
+        if summary.n_control_evals:
+            console.print(Text(f"(+ {summary.n_control_evals} evals of random-control draws: the scores view, "
+                               "WHERE control IS NOT NULL)"))
+    if summary.controls:
+        render_controls(summary.controls, console)
+    for r in summary.short:
+        heads = ", ".join(r.heads) or "none"
+        console.print(Text(f"warning: {r.variant} on {r.model}: top {r.top_k} asked, the set has "
+                           f"{len(r.heads)} head(s) ({heads})", style="yellow"))
+
+
+def render_controls(rows: list[ControlRow], console) -> None:
+    """Each chosen intervention's delta beside its random controls' (the `scores` view's columns)."""
+    from rich.table import Table
+    from rich.text import Text
+
+    t = Table(title="interventions vs random controls (same model, op, factor and head count; "
+                    "beats: share of controls it exceeds in its own direction)",
+              title_justify="left", box=None, header_style="bold")
+    for col in ("dataset", "model", "variant", "k", "delta", "controls", "mean", "sd", "beats"):
+        numeric = col not in ("dataset", "model", "variant")
+        t.add_column(col, justify="right" if numeric else "left", no_wrap=numeric or col == "dataset")
+    for r in rows:
+        t.add_row(Text(r.dataset), Text(r.model), Text(r.variant), "" if r.k is None else str(r.k),
+                  f"{r.delta:+.3f}", str(r.controls), f"{r.control_mean:+.3f}",
+                  "" if r.control_sd is None else f"{r.control_sd:.3f}", f"{r.beats:.0%}")
+    console.print(t)

@@ -18,7 +18,7 @@ def test_every_statement_is_documented():
 
 def test_every_option_is_documented():
     tables = [O.CIRCUIT_OPTIONS, O.EVAL_OPTIONS, O.GLOBAL_OPTIONS, O.DATASET_OPTIONS, O.CIRCUIT_WITH, O.EVAL_WITH,
-              O.MODEL_OPTIONS, O.COHORT_OPTIONS]
+              O.MODEL_OPTIONS, O.COHORT_OPTIONS, O.CONTROL_OPTIONS]
     for table in tables:
         for name in table:
             assert f"`{name}`" in DOC, name

@@ -102,6 +102,16 @@ BAD: dict[str, str] = {
     "head_index_beyond_int32": M + "scale heads L99999999999H1 by 0.5 on base\n",
     "memory_beyond_bound": M + 'set memory = "99999999TiB"\n',
     "circuit_named_like_a_model": M + "circuit aime24 on base as base\n",
+    # random-head controls
+    "random_without_target": M + "ablate random 3\n",
+    "random_more_heads_than_the_model": M + "ablate random 400 on base\n",
+    "random_zero_heads": M + "ablate random 0 on base\n",
+    "random_without_count": M + "ablate random on base\n",
+    "seeds_on_chosen_heads": M + "scale heads L1H1 by 0.5 on base with seeds = 5\n",
+    "seeds_zero": M + "ablate random 2 on base with seeds = 0\n",
+    "seeds_misspelled": M + "ablate random 2 on base with sedes = 5\n",
+    "matching_unknown_set": M + "circuit aime24 on ckpt[*] diff base as emergent_grpo\n"
+                                "ablate random matching emergent_gpro top 2\n",
     # data a careless export produces: refused with the file, the row and the field
     "dataset_null_field": M + 'dataset d = "data/null_problem.jsonl"\n',
     "dataset_list_field": M + 'dataset d = "data/list_problem.jsonl"\n',

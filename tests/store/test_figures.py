@@ -48,6 +48,8 @@ def test_every_figure_from_the_hand_made_study(hand_store, tmp_path):
     finally:
         con.close()
     assert intact_delta == pytest.approx(-0.10)
+    # the hand-made study has no random controls: that figure alone is skipped (drawn in the next test)
+    assert results.pop("controls").skipped
     assert all(r.skipped is None for r in results.values()), {n: r.skipped for n, r in results.items()}
     expect = {
         "cohort_emergent": ("cohort", ["newly activated", "maintained (base)", "cohort 100", "cohort 400",
@@ -58,6 +60,7 @@ def test_every_figure_from_the_hand_made_study(hand_store, tmp_path):
                             "ckpt[step=400] / ablate emergent top 2 / aime24"]),
         # nine metric columns: the ninth (success@8, 0.4 and 0.3 times 8 ** 0.4) wraps into a second panel
         "scores": ("scores", ["aime24", "pass@1", "40.0", "30.0 (-10.0)", "success@8", "91.9", "68.9 (-23.0)"]),
+        "stability": ("stability", ["emergent: emergent at what share of cutoffs", "checkpoint step"]),
     }
     for stem, (kind, labels) in expect.items():
         if kind == "scores":  # as tall as its panels need, never less than the standard size
@@ -74,6 +77,34 @@ def test_every_figure_from_the_hand_made_study(hand_store, tmp_path):
     assert len(csv_text) == 1 + 2 * 9
 
 
+def test_controls_figure_draws_the_draws_beside_the_intervention(hand_store, tmp_path):
+    import shutil
+
+    db = shutil.copy(hand_store[0], tmp_path / "controls.duckdb")
+    s = Store(db)
+    variants, evals, metrics = [], [], []
+    for i, value in enumerate((0.38, 0.25, 0.36)):  # deltas -0.02, -0.15, -0.04 against intact 0.40
+        variants.append({"variant_id": f"c{i}", "model_id": "ckpt0400", "name": f"ctl #{i}", "op": "ablate",
+                         "factor": 0.0, "heads": ["L0H0", "L2H1"], "n_heads": 2, "control": "ctl", "draw": i})
+        evals.append({"eval_id": f"e-c{i}", "model_id": "ckpt0400", "variant": f"ctl #{i}", "variant_id": f"c{i}",
+                      "dataset": "aime24", "n": 8, "temperature": 0.6, "top_p": 0.95, "top_k": 0, "min_p": 0.0,
+                      "max_tokens": 64, "seed": 0, "think": True, "n_problems": 30})
+        metrics.append({"eval_id": f"e-c{i}", "metric": "pass@k", "k": 1, "value": value, "stderr": 0.02})
+    s.write({"variants": variants, "evals": evals, "metrics": metrics})
+    s.close()
+    con = connect(db)
+    try:
+        (res,) = draw_all(con, tmp_path / "figs", only=["controls"])
+    finally:
+        con.close()
+    assert res.skipped is None
+    assert png_size(tmp_path / "figs" / "controls.png") == SIZES["controls"]
+    svg = (tmp_path / "figs" / "controls.svg").read_text()
+    # the ablation's -0.10 is below -0.02 and -0.04, above -0.15
+    for label in ("beats 67% of 3", "random controls", "ablate emergent top 2"):
+        assert label in svg, label
+
+
 def test_empty_store_skips_every_figure_with_a_note(tmp_path, capsys):
     db = tmp_path / "empty.duckdb"
     Store(db).close()
@@ -81,7 +112,7 @@ def test_empty_store_skips_every_figure_with_a_note(tmp_path, capsys):
         cli_main(["figures", "--db", str(db), "--out", str(tmp_path / "figs")])
     assert e.value.code == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert len(lines) == 5 and all(line.startswith("- ") and "skipped" in line for line in lines)
+    assert len(lines) == 7 and all(line.startswith("- ") and "skipped" in line for line in lines)
     assert not list((tmp_path / "figs").glob("*.png")) if (tmp_path / "figs").exists() else True
 
 

@@ -80,5 +80,6 @@ def test_run_head_set_writes_ranked_rows(ctx):
     out = run_head_set(step, ctx)
     rows = out.tables["head_sets"]
     assert rows == {"set_key": [step.key], "set_name": ["emergent"], "model_id": ["mid"], "layer": [0], "head": [0],
-                    "score": [5.0], "rank": [1], "kind": ["diff"]}
+                    "score": [5.0], "rank": [1], "kind": ["diff"],
+                    "stability": [None]}  # these circuits have no stored cutoffs: no stability
     assert out.summary == {"heads": 1, "top": "L0H0"}

@@ -331,3 +331,29 @@ def build_wide_store(path: str | os.PathLike[str], n_layers: int = 28, n_heads: 
     finally:
         con.close()
     return path
+
+
+def add_controls(path: str | os.PathLike[str], deltas: tuple[float, ...] = (-0.05, -0.10, 0.0, -0.40, -0.20)) -> Path:
+    """Random-control draws of the fixture's ablation (same model, op and head count), each an eval
+    whose pass@1 and pass@4 are the intact eval's plus the given delta: the evals tab then shows
+    the ablation against its controls."""
+    path = Path(path)
+    con = _open_writer(path)
+    try:
+        final = model_id(STEPS[-1])
+        intact = dict(con.execute("SELECT k, value FROM metrics WHERE eval_id = ? AND metric = 'pass@k'",
+                                  [EVAL_INTACT]).fetchall())
+        for i, d in enumerate(deltas):
+            vid, eid, name = f"v-ctl-{i}", f"e-ctl-{i}", f"controls #{i}"
+            _insert(con, "variants", [{"variant_id": vid, "model_id": final, "name": name, "op": "ablate",
+                                       "factor": 0.0, "heads": ["L0H1", "L2H2", "L3H0"], "n_heads": 3,
+                                       "control": "controls", "draw": i}])
+            _insert(con, "evals", [{
+                "eval_id": eid, "model_id": final, "variant": name, "variant_id": vid, "dataset": DATASET, "n": 4,
+                "temperature": 0.6, "top_p": 0.95, "max_tokens": 64, "seed": 0, "think": True,
+                "backend": "transformers", "n_problems": len(PROBLEMS)}])
+            _insert(con, "metrics", [{"eval_id": eid, "metric": "pass@k", "k": k, "value": round(v + d, 6),
+                                      "stderr": 0.05} for k, v in sorted(intact.items())])
+    finally:
+        con.close()
+    return path

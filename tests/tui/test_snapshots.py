@@ -90,3 +90,23 @@ async def test_missing_store_message(tmp_path, svg_snapshot):
 def _stored_svg(name: str) -> str:
     path = Path(__file__).parent / "__snapshots__" / "test_snapshots" / f"test_every_screen_at_80x24[{name}].svg"
     return path.read_text() if path.exists() else ""
+
+
+async def test_evals_tab_shows_an_ablation_against_its_random_controls(fixture_store, tmp_path, svg_snapshot):
+    import shutil
+
+    store = fx.add_controls(shutil.copy(fixture_store, tmp_path / "controls.duckdb"))
+    app = make_app(store)
+    async with app.run_test(size=(120, 24)) as pilot:
+        await settle(pilot)
+        await pilot.press("4")
+        await settle(pilot)
+        from textual.widgets import DataTable
+
+        table = app.query_one("#evals-table", DataTable)
+        labels = [str(c.label) for c in table.columns.values()]
+        assert "vs controls" in labels
+        cells = [str(c) for r in range(table.row_count) for c in table.get_row_at(r)]
+        # the ablation's pass@1 delta (-0.125) beats 3 of the 5 control deltas (-0.05, -0.10, 0.0)
+        assert "60% of 5 μ-0.150" in cells
+        assert app.export_screenshot() == svg_snapshot(name="evals-controls-120x24")

@@ -23,6 +23,17 @@ def eval_table(con: duckdb.DuckDBPyConnection, run_id: str = ALL_RUNS) -> Table:
     ``VARIANT @lenient``.
     """
     pred, params = study_scope(run_id)
+    # v6 stores: a chosen intervention's random controls (the scores view's columns); an older
+    # store, or one without controls, shows no such column
+    has = con.execute("SELECT count(*) FROM duckdb_columns() WHERE table_name = 'scores' "
+                      "AND column_name = 'beats_controls'").fetchall()[0][0]
+    has = has and con.execute("SELECT count(*) FROM variants WHERE control IS NOT NULL").fetchall()[0][0]
+    if has:
+        controls = "sc.controls, sc.control_mean, sc.beats_controls"
+        join = ("\n            LEFT JOIN scores sc ON sc.eval_id = mx.eval_id AND sc.metric = mx.metric "
+                "AND sc.k IS NOT DISTINCT FROM mx.kk")
+    else:
+        controls, join = "NULL AS controls, NULL AS control_mean, NULL AS beats_controls", ""
     statuses = ", ".join(f"count_if(status = '{s}') AS {s}" for s in STATUS_METRICS)
     skip = ", ".join(f"'{s}'" for s in STATUS_METRICS)
     return query_table(
@@ -35,13 +46,14 @@ def eval_table(con: duckdb.DuckDBPyConnection, run_id: str = ALL_RUNS) -> Table:
                     FROM e JOIN metrics mt USING (eval_id) WHERE {pred} AND mt.metric NOT IN ({skip})),
                 st AS (SELECT eval_id, {statuses} FROM samples GROUP BY eval_id)
             SELECT mx.dataset, {MODEL_LABEL.format(col='mx.model_id')} AS model,
+                   {controls},
                    CASE WHEN mx.x = 'strict' THEN mx.v ELSE mx.v || ' @' || mx.x END AS variant,
                    CASE WHEN mx.kk IS NULL THEN mx.metric ELSE replace(mx.metric, '@k', '@' || mx.kk) END AS metric,
                    mx.value, mx.stderr,
                    CASE WHEN mx.v = 'intact' THEN NULL ELSE mx.value - i.value END AS delta,
                    mx.eval_id, {", ".join(f"st.{s}" for s in STATUS_METRICS)}
             FROM mx LEFT JOIN models m ON m.model_id = mx.model_id
-            LEFT JOIN st ON st.eval_id = mx.eval_id
+            LEFT JOIN st ON st.eval_id = mx.eval_id{join}
             LEFT JOIN (SELECT e.model_id, e.dataset, e.n, e.think, e.x, e.regraded_from AS rf, mt.metric, mt.k, mt.value
                        FROM e JOIN metrics mt USING (eval_id) WHERE e.v = 'intact') i
               ON i.model_id = mx.model_id AND i.dataset IS NOT DISTINCT FROM mx.dataset AND i.n IS NOT DISTINCT FROM mx.n

@@ -22,6 +22,17 @@ def _delta(value: float | None) -> Text:
     return Text(f"{value:+.3f}", style=style)
 
 
+def _controls(r, idx) -> Text:
+    """A chosen intervention against its random controls: the share of controls its delta
+    exceeds (in its own direction), of how many, and their mean delta: ``95% of 20 μ-0.120``."""
+    n = r[idx["controls"]]
+    if not n:
+        return Text("")
+    beats = r[idx["beats_controls"]] or 0.0
+    style = "bold green" if beats >= 0.95 else "dim" if beats < 0.5 else ""
+    return Text(f"{beats:.0%} of {n} μ{r[idx['control_mean']]:+.3f}", style=style)
+
+
 def _statuses(r, idx) -> Text:
     """The eval's samples by grading status: answered, no answer, truncated, timeout, error.
     Timeouts and errors are counted wrong without saying anything about the model: red."""
@@ -75,9 +86,10 @@ class EvalsView(LazyLoad, Vertical):
         table = self.query_one(DataTable)
         keep = table.cursor_row
         table.clear(columns=True)
-        table.add_columns("", "dataset", "model", "variant", "metric", "value", "±stderr", "Δ vs intact",
-                          "ok/none/trunc/t-o/err")
         idx = {c: i for i, c in enumerate(t.columns)}
+        with_controls = any(r[idx["controls"]] for r in t.rows)
+        table.add_columns("", "dataset", "model", "variant", "metric", "value", "±stderr", "Δ vs intact",
+                          *(["vs controls"] if with_controls else []), "ok/none/trunc/t-o/err")
         self._row_evals = []
         for i, r in enumerate(t.rows):
             eval_id = r[idx["eval_id"]]
@@ -91,11 +103,12 @@ class EvalsView(LazyLoad, Vertical):
                 Text(f"{r[idx['value']]:.3f}") if r[idx["value"]] is not None else fmt(None),
                 Text(f"±{r[idx['stderr']]:.3f}", style="dim") if r[idx["stderr"]] is not None else fmt(None),
                 _delta(r[idx["delta"]]),
+                *([_controls(r, idx)] if with_controls else []),
                 _statuses(r, idx),
                 key=f"{i}",
             )
         if not t.rows:
-            table.add_row("", "no evaluations in this store yet", "", "", "", "", "", "", "")
+            table.add_row("", "no evaluations in this store yet", "", "", "", "", "", "", "", *([""] if with_controls else []))
         elif keep < len(t.rows):
             table.move_cursor(row=keep, animate=False)
         self._apply_focus()
