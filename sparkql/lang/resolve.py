@@ -712,7 +712,9 @@ class Resolver:
             datasets=datasets, targets=targets, sampling=sampling, ks=ks,
             think=opts.get("think", self.env.think), system=self._get("system", opts),
             instruction=self._get("instruction", opts, O.EVAL_OPTIONS), examples=self._get("examples", opts, O.EVAL_OPTIONS),
-            dtype=self._dtype(opts, [t.model for t in targets]), exec=self._exec(opts),
+            # resolved before keying, as circuits are: an fp32 CPU eval is not a bf16 GPU eval
+            dtype=concrete_dtype(self._dtype(opts, [t.model for t in targets]), self._get("device", opts) or "auto"),
+            exec=self._exec(opts),
             n_problems={d.name: self.env.dataset_rows.get(d.name, 0) for d in datasets}, span=s.span,
             extract={d.name: self._extract(d.name, opts) for d in datasets},
         ))

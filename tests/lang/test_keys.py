@@ -45,6 +45,24 @@ def test_dtype_auto_is_resolved_before_keying(study_tree, monkeypatch):
     assert scoring("set device = cpu\ncircuit aime24 on base as h\n") == cpu_auto
 
 
+def test_dtype_auto_is_resolved_before_keying_an_eval(study_tree, monkeypatch):
+    """The same rule for evals: an fp32 CPU eval's samples are not reused by a bf16 GPU run."""
+    import sparkql.runtime.models.device as D
+
+    def generate(text):
+        plan = compile_in_tree(study_tree, BASE + text)
+        s = next(s for s in plan.steps if s.kind == "generate")
+        return s.spec.dtype, s.key
+
+    text = "eval pass@k on aime24 for base\n"
+    monkeypatch.setattr(D, "gpu_present", lambda: False)
+    cpu_auto = generate(text)
+    assert cpu_auto == generate("set dtype = fp32\n" + text) and cpu_auto[0] == "fp32"
+    monkeypatch.setattr(D, "gpu_present", lambda: True)
+    gpu_auto = generate(text)
+    assert gpu_auto == generate("set dtype = bf16\n" + text) and gpu_auto[1] != cpu_auto[1]
+
+
 def test_changing_only_top_n_or_tau_keeps_the_scores(study_tree):
     def kinds(text):
         return {s.kind: s.key for s in compile_in_tree(study_tree, BASE + text).steps}
