@@ -96,17 +96,19 @@ def refuse_quantized(d: Path) -> None:
 
 
 @lru_cache(maxsize=8)
-def tokenizer_for(path: str, trust_remote_code: bool = False):
-    """The model's tokenizer (no weights), for rendering prompts on the vLLM path."""
+def tokenizer_for(path: str, trust_remote_code: bool = False, tokenizer: str | None = None):
+    """The model's tokenizer (no weights), for rendering prompts on the vLLM path; ``tokenizer``:
+    the directory of `with tokenizer = ...` (a checkpoint saved without tokenizer files)."""
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(model_dir(path), local_files_only=True, trust_remote_code=trust_remote_code)
+    tok = AutoTokenizer.from_pretrained(model_dir(tokenizer or path), local_files_only=True,
+                                        trust_remote_code=trust_remote_code)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return tok
 
 
-def stop_ids_for(path: str) -> list[int]:
+def stop_ids_for(path: str, tokenizer: str | None = None) -> list[int]:
     """EOS ids from generation_config.json, config.json and the tokenizer (as the transformers
     backend uses), passed explicitly because ``generation_config="vllm"`` ignores the file."""
     d = model_dir(path)
@@ -118,7 +120,7 @@ def stop_ids_for(path: str) -> list[int]:
             for e in eos if isinstance(eos, list) else [eos]:
                 if e is not None and int(e) not in ids:
                     ids.append(int(e))
-    tok = tokenizer_for(path)
+    tok = tokenizer_for(path, tokenizer=tokenizer)
     if tok.eos_token_id is not None and tok.eos_token_id not in ids:
         ids.append(int(tok.eos_token_id))
     return ids
@@ -174,6 +176,8 @@ class Engine:
     model_id: str | None
     model_dir: str
     dtype: str
+    tokenizer: str | None = None
+    """`with tokenizer = ...`'s directory; None: the model's own."""
 
 
 _ENGINES: dict[tuple, Engine] = {}
@@ -191,12 +195,12 @@ def _memory_kwargs(memory: float | None, device: str) -> dict:
 
 
 def engine_for(path: str, dtype: str, *, model_id: str | None = None, memory: float | None = None,
-               device: str = "auto", trust_remote_code: bool = False) -> Engine:
+               device: str = "auto", trust_remote_code: bool = False, tokenizer: str | None = None) -> Engine:
     """One vLLM engine per (model, dtype, memory) per process (building one takes a while).
     ``dtype`` is concrete (fp32 | bf16 | fp16). ``trust_remote_code`` is the study's
     `trust_remote_code` for this model (off unless the user turned it on), as the transformers
     loader gets it."""
-    key = (path, dtype, memory, trust_remote_code)
+    key = (path, dtype, memory, trust_remote_code, tokenizer)
     if key in _ENGINES:
         return _ENGINES[key]
     d = model_dir(path)
@@ -209,7 +213,7 @@ def engine_for(path: str, dtype: str, *, model_id: str | None = None, memory: fl
 
     dev = engine_device(device)
     kwargs: dict[str, Any] = dict(
-        model=str(d), tokenizer=str(d),
+        model=str(d), tokenizer=str(model_dir(tokenizer)) if tokenizer else str(d),
         dtype={"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}[dtype],
         seed=0,  # requests carry their own seeds
         generation_config="vllm",  # never take sampling defaults from generation_config.json
@@ -234,7 +238,7 @@ def engine_for(path: str, dtype: str, *, model_id: str | None = None, memory: fl
                  "sparkql.run() must do it under `if __name__ == \"__main__\":`. Otherwise see vLLM's log above; "
                  "`set vllm_memory = ...` changes the memory it takes",
         ) from e
-    eng = _ENGINES[key] = Engine(llm, path, model_id, str(d), dtype)
+    eng = _ENGINES[key] = Engine(llm, path, model_id, str(d), dtype, tokenizer)
     return eng
 
 
@@ -356,16 +360,16 @@ def _completions(out, stops: list[int]) -> list[tuple[list[int], str]]:
 def generate_vllm(model_path: str, requests: Sequence, sampling, variant=None, *, dtype: str,
                   n_heads: int, head_dim: int, model_id: str | None = None, memory: float | None = None,
                   device: str = "auto", on_batch: Callable[[list], None] | None = None,
-                  progress_task: Any = None, trust_remote_code: bool = False):
+                  progress_task: Any = None, trust_remote_code: bool = False, tokenizer: str | None = None):
     """Generate ``requests`` (GenRequest) with vLLM, the variant applied in the workers.
     Returns (results, meter) like :func:`sparkql.runtime.generation.transformers_backend.generate_transformers`."""
     from sparkql.runtime.generation.transformers_backend import GenResult
 
     check_sampling(sampling)
     eng = engine_for(model_path, dtype, model_id=model_id, memory=memory, device=device,
-                     trust_remote_code=trust_remote_code)
-    tok = tokenizer_for(model_path, trust_remote_code)
-    stops = stop_ids_for(model_path)
+                     trust_remote_code=trust_remote_code, tokenizer=tokenizer)
+    tok = tokenizer_for(model_path, trust_remote_code, tokenizer)
+    stops = stop_ids_for(model_path, tokenizer)
     max_ctx = max_context(model_path)
     meter = _Meter()
     results: list = []
@@ -463,8 +467,8 @@ def vllm_greedy(eng: Engine, prompts: Sequence[str], variant, tokens: int, *, n_
     """Greedy token ids of ``prompts`` from the engine with ``variant`` applied (restored after)."""
     from sparkql.plan.steps import SamplingParams
 
-    tok = tokenizer_for(eng.path)
-    stops = stop_ids_for(eng.path)
+    tok = tokenizer_for(eng.path, tokenizer=eng.tokenizer)
+    stops = stop_ids_for(eng.path, eng.tokenizer)
     sp = SamplingParams(n=1, temperature=0.0, top_p=1.0, top_k=0, min_p=0.0, max_tokens=tokens, seed=0)
     max_ctx = max_context(eng.path)
     ids = [encode_prompt(tok, p) for p in prompts]
@@ -492,7 +496,7 @@ def run_canary(eng: Engine, prompts: Sequence[str], reference: Sequence[Sequence
     """Compare the engine's greedy continuations of ``prompts`` (with ``variant``) with
     ``reference`` (the transformers backend's, same edit, same dtype); SparkError below
     :data:`CANARY_MIN_AGREEMENT`."""
-    stops = stop_ids_for(eng.path)
+    stops = stop_ids_for(eng.path, eng.tokenizer)
     got = vllm_greedy(eng, prompts, variant, tokens, n_heads=n_heads, head_dim=head_dim)
     a = agreement([_strip_stop(x, stops) for x in got], [_strip_stop(x, stops) for x in reference])
     if a < CANARY_MIN_AGREEMENT:

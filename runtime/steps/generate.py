@@ -160,7 +160,7 @@ def run_generate(step: Step, ctx: RunContext) -> StepOutput:
                 from sparkql.runtime.models.lora import materialize_merged
 
                 path = str(materialize_merged(spec.model))
-            tok = tokenizer_for(path, spec.model.trust_remote_code)
+            tok = tokenizer_for(path, spec.model.trust_remote_code, spec.model.tokenizer)
             requests = _requests(spec, todo_rows, have, tok, grader)
             shape = shape_of(path)
             if variant is not None:
@@ -173,7 +173,7 @@ def run_generate(step: Step, ctx: RunContext) -> StepOutput:
             _, tput = generate_vllm(path, requests, sp, variant, dtype=dtype, n_heads=shape.n_heads,
                                     head_dim=shape.head_dim, model_id=spec.model.model_id,
                                     memory=step.exec.vllm_memory, device=device, on_batch=store, progress_task=task,
-                                    trust_remote_code=spec.model.trust_remote_code)
+                                    trust_remote_code=spec.model.trust_remote_code, tokenizer=spec.model.tokenizer)
             if tput.greedy_copies:
                 summary["greedy_copies"] = tput.greedy_copies
         else:
@@ -219,7 +219,7 @@ def _canary(spec: GenerateSpec, step: Step, ctx: RunContext, path: str, requests
         ctx.log(f"greedy canary: {len(prompts)} prompts x {tokens} tokens, vLLM vs transformers ({dtype} on {device})")
     reference = _reference(spec, prompts, variant, dtype, device, tokens)
     eng = V.engine_for(path, dtype, model_id=spec.model.model_id, memory=step.exec.vllm_memory, device=device,
-                       trust_remote_code=spec.model.trust_remote_code)
+                       trust_remote_code=spec.model.trust_remote_code, tokenizer=spec.model.tokenizer)
     return V.run_canary(eng, prompts, reference, variant, n_heads=n_heads, head_dim=head_dim, tokens=tokens,
                         label=f"{spec.model.label} {spec.variant}")
 

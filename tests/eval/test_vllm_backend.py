@@ -5,7 +5,9 @@ mapping under tensor parallelism, and an aborted completion."""
 from __future__ import annotations
 
 import json
+import shutil
 import types
+from pathlib import Path
 
 import pytest
 import torch
@@ -141,3 +143,35 @@ def test_trust_remote_code_reaches_the_engine_only_when_the_study_allows_it(tiny
     V.engine_for(str(tiny_qwen3), "fp32")
     V.engine_for(str(tiny_qwen3), "fp32", trust_remote_code=True)
     assert [k["trust_remote_code"] for k in seen] == [False, True]  # two engines: the setting is in the key
+    assert seen[0]["tokenizer"] == seen[0]["model"]
+
+
+def test_with_tokenizer_reaches_the_engine_and_the_prompts(tiny_qwen3, tiny_qwen2, monkeypatch, tmp_path):
+    """`model ckpt = ... with tokenizer = base` (a checkpoint saved without tokenizer files): the
+    engine and the prompts use that directory's tokenizer, as the transformers loader does."""
+    seen: list[dict] = []
+
+    class RecordingLLM:
+        def __init__(self, **kwargs):
+            seen.append(kwargs)
+
+    fake = types.ModuleType("vllm")
+    fake.LLM = RecordingLLM
+    platforms = types.ModuleType("vllm.platforms")
+    platforms.current_platform = types.SimpleNamespace(device_type="cpu")
+    monkeypatch.setitem(__import__("sys").modules, "vllm", fake)
+    monkeypatch.setitem(__import__("sys").modules, "vllm.platforms", platforms)
+    monkeypatch.setattr(V, "_ENGINES", {})
+    bare = tmp_path / "checkpoint-10"  # weights and config, no tokenizer files
+    bare.mkdir()
+    for f in Path(tiny_qwen3).iterdir():
+        if f.name == "config.json" or f.suffix == ".safetensors":
+            shutil.copy(f, bare / f.name)
+    eng = V.engine_for(str(bare), "fp32", tokenizer=str(tiny_qwen2))
+    assert seen[0]["model"] == str(bare) and seen[0]["tokenizer"] == str(tiny_qwen2)
+    assert eng.tokenizer == str(tiny_qwen2)
+    from transformers import AutoTokenizer
+
+    own = AutoTokenizer.from_pretrained(str(tiny_qwen2), local_files_only=True)
+    tok = V.tokenizer_for(str(bare), tokenizer=str(tiny_qwen2))
+    assert tok.get_vocab() == own.get_vocab() and tok("2 + 2").input_ids == own("2 + 2").input_ids
