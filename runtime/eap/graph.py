@@ -30,6 +30,8 @@ from functools import cached_property
 
 import numpy as np
 
+from sparkql.plan.sizing import graph_dests, graph_sources  # one count, shared with the memory model
+
 
 @dataclass(frozen=True)
 class Graph:
@@ -39,11 +41,11 @@ class Graph:
     # ---- sizes and index arithmetic -------------------------------------------------
     @property
     def n_sources(self) -> int:
-        return 1 + self.n_layers * (self.n_heads + 1)
+        return graph_sources(self.n_layers, self.n_heads)
 
     @property
     def n_dests(self) -> int:
-        return self.n_layers * (3 * self.n_heads + 1) + 1
+        return graph_dests(self.n_layers, self.n_heads)
 
     @property
     def dests_per_layer(self) -> int:

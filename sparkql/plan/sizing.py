@@ -46,6 +46,16 @@ CPU s with a 700 MiB budget and 14.8-16.4 s with 4.7 GiB), so the default stops 
 one row's need, when a row needs more)."""
 
 
+def graph_sources(n_layers: int, n_heads: int) -> int:
+    """Upstream nodes of the EAP-IG graph: the input, every query head's output, every MLP."""
+    return 1 + n_layers * (n_heads + 1)
+
+
+def graph_dests(n_layers: int, n_heads: int) -> int:
+    """Downstream nodes: each head's q, k and v input, every MLP, the logits."""
+    return n_layers * (3 * n_heads + 1) + 1
+
+
 @dataclass(frozen=True)
 class Shape:
     n_layers: int
@@ -60,11 +70,11 @@ class Shape:
 
     @property
     def n_sources(self) -> int:
-        return 1 + self.n_layers * (self.n_heads + 1)
+        return graph_sources(self.n_layers, self.n_heads)
 
     @property
     def n_dests(self) -> int:
-        return self.n_layers * (3 * self.n_heads + 1) + 1
+        return graph_dests(self.n_layers, self.n_heads)
 
     @property
     def params(self) -> int:

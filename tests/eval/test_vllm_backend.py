@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 import types
 from pathlib import Path
 
@@ -124,51 +125,45 @@ def test_canary_agreement_counts_shared_leading_tokens():
     assert V.agreement([[], [7]], [[], [8]]) == 0.5
 
 
-def test_trust_remote_code_reaches_the_engine_only_when_the_study_allows_it(tiny_qwen3, monkeypatch):
+@pytest.fixture
+def engine_starts(monkeypatch) -> list[dict]:
+    """vLLM's LLM replaced by a recorder of its arguments (a CPU build, no engine started); the
+    list of what each engine start was given."""
+    seen: list[dict] = []
+
+    class RecordingLLM:
+        def __init__(self, **kwargs):
+            seen.append(kwargs)
+
+    fake = types.ModuleType("vllm")
+    fake.LLM = RecordingLLM
+    platforms = types.ModuleType("vllm.platforms")
+    platforms.current_platform = types.SimpleNamespace(device_type="cpu")
+    monkeypatch.setitem(sys.modules, "vllm", fake)
+    monkeypatch.setitem(sys.modules, "vllm.platforms", platforms)
+    monkeypatch.setattr(V, "_ENGINES", {})
+    return seen
+
+
+def test_trust_remote_code_reaches_the_engine_only_when_the_study_allows_it(tiny_qwen3, engine_starts):
     """`trust_remote_code = on` reaches vLLM as it reaches the transformers loader; off by default.
     vLLM's LLM is replaced by a recorder (the real engine's start is tested in the vLLM lane)."""
-    seen: list[dict] = []
-
-    class RecordingLLM:
-        def __init__(self, **kwargs):
-            seen.append(kwargs)
-
-    fake = types.ModuleType("vllm")
-    fake.LLM = RecordingLLM
-    platforms = types.ModuleType("vllm.platforms")
-    platforms.current_platform = types.SimpleNamespace(device_type="cpu")
-    monkeypatch.setitem(__import__("sys").modules, "vllm", fake)
-    monkeypatch.setitem(__import__("sys").modules, "vllm.platforms", platforms)
-    monkeypatch.setattr(V, "_ENGINES", {})
     V.engine_for(str(tiny_qwen3), "fp32")
     V.engine_for(str(tiny_qwen3), "fp32", trust_remote_code=True)
-    assert [k["trust_remote_code"] for k in seen] == [False, True]  # two engines: the setting is in the key
-    assert seen[0]["tokenizer"] == seen[0]["model"]
+    assert [k["trust_remote_code"] for k in engine_starts] == [False, True]  # two engines: the setting is in the key
+    assert engine_starts[0]["tokenizer"] == engine_starts[0]["model"]
 
 
-def test_with_tokenizer_reaches_the_engine_and_the_prompts(tiny_qwen3, tiny_qwen2, monkeypatch, tmp_path):
+def test_with_tokenizer_reaches_the_engine_and_the_prompts(tiny_qwen3, tiny_qwen2, engine_starts, tmp_path):
     """`model ckpt = ... with tokenizer = base` (a checkpoint saved without tokenizer files): the
     engine and the prompts use that directory's tokenizer, as the transformers loader does."""
-    seen: list[dict] = []
-
-    class RecordingLLM:
-        def __init__(self, **kwargs):
-            seen.append(kwargs)
-
-    fake = types.ModuleType("vllm")
-    fake.LLM = RecordingLLM
-    platforms = types.ModuleType("vllm.platforms")
-    platforms.current_platform = types.SimpleNamespace(device_type="cpu")
-    monkeypatch.setitem(__import__("sys").modules, "vllm", fake)
-    monkeypatch.setitem(__import__("sys").modules, "vllm.platforms", platforms)
-    monkeypatch.setattr(V, "_ENGINES", {})
     bare = tmp_path / "checkpoint-10"  # weights and config, no tokenizer files
     bare.mkdir()
     for f in Path(tiny_qwen3).iterdir():
         if f.name == "config.json" or f.suffix == ".safetensors":
             shutil.copy(f, bare / f.name)
     eng = V.engine_for(str(bare), "fp32", tokenizer=str(tiny_qwen2))
-    assert seen[0]["model"] == str(bare) and seen[0]["tokenizer"] == str(tiny_qwen2)
+    assert engine_starts[0]["model"] == str(bare) and engine_starts[0]["tokenizer"] == str(tiny_qwen2)
     assert eng.tokenizer == str(tiny_qwen2)
     from transformers import AutoTokenizer
 
