@@ -53,15 +53,9 @@ def run_edge_scores(step: Step, ctx: RunContext) -> StepOutput:
     )
     g = res.graph
     sid = step.key
-    src, dst = g.edge_index
-    n_e = len(src)
-    src_names, dst_names = g.edge_names()
-    edges = {
-        "scores_id": np.full(n_e, sid, dtype=object),
-        "src": src_names,
-        "dst": dst_names,
-        "score": res.scores[src, dst].astype(np.float64),
-    }
+    edges = edge_columns(g, "scores_id", sid, res.scores)
+    edges["score"] = edges["score"].astype(np.float64)
+    n_e = len(edges["src"])
     exs = pairs.examples
     scored = {
         "scores_id": [sid] * len(exs),
@@ -86,6 +80,15 @@ def run_edge_scores(step: Step, ctx: RunContext) -> StepOutput:
         summary={"examples": res.n_examples, "dropped": pairs.n_dropped, "chunk_rows": res.chunk_rows,
                  "chunks": res.n_chunks, "eap_s": round(res.seconds, 2)},
     )
+
+
+def edge_columns(g, id_column: str, id_value: str, scores: np.ndarray) -> dict:
+    """The rows of every edge of graph ``g`` (a scoring's or a circuit's), column-wise: the owner's
+    id, the source and destination names, and the edge's score from the (sources x dests) matrix."""
+    src, dst = g.edge_index
+    src_names, dst_names = g.edge_names()
+    return {id_column: np.full(len(src), id_value, dtype=object), "src": src_names, "dst": dst_names,
+            "score": scores[src, dst]}
 
 
 def stored_scoring(ctx: RunContext, scores_id: str, graph) -> tuple[dict, np.ndarray, list]:
@@ -134,16 +137,9 @@ def run_circuit(step: Step, ctx: RunContext) -> StepOutput:
     faith = faithfulness(lm, examples, sel.edges, params.metric, [e.target for e in examples],
                          [e.foil for e in examples], memory=step.exec.memory, log=ctx.log)
     cid = step.key
-    src, dst = g.edge_index
-    n_e = len(src)
-    src_names, dst_names = g.edge_names()
-    edges = {
-        "circuit_id": np.full(n_e, cid, dtype=object),
-        "src": src_names,
-        "dst": dst_names,
-        "score": scores[src, dst],
-        "in_circuit": sel.edges[src, dst],
-    }
+    edges = edge_columns(g, "circuit_id", cid, scores)
+    edges["in_circuit"] = sel.edges[tuple(g.edge_index)]
+    n_e = len(edges["src"])
     node_info = g.node_info()
     nodes = {
         "circuit_id": np.full(len(node_info), cid, dtype=object),
