@@ -53,16 +53,16 @@ def run_here(study_file, db, cluster, **opts):
     return summary, out.getvalue()
 
 
-def test_two_nodes_give_the_local_executors_tables(two_nodes, study_file, reference, tmp_path):
+def test_two_nodes_give_the_local_executors_tables(two_nodes, study_file, reference, n_steps, tmp_path):
     summary, log = run_here(study_file, tmp_path / "s.duckdb", two_nodes)
-    assert summary.status == "done" and summary.n_done == 19, log
+    assert summary.status == "done" and summary.n_done == n_steps, log
     assert_same_tables(dump(tmp_path / "s.duckdb"), reference)
     nodes = set(re.findall(r"^  w\d \(.* node ([0-9a-f]{8}), pid \d+\) ready$", log, re.M))
     assert len(nodes) == 2, log  # one worker on each node
     assert {m for m in re.findall(r"^✓ .*\((w\d)\)$", log, re.M)} == {"w1", "w2"}, log
 
 
-def test_a_worker_killed_mid_step_is_retried_without_duplicates(two_nodes, study_file, reference, tmp_path,
+def test_a_worker_killed_mid_step_is_retried_without_duplicates(two_nodes, study_file, reference, n_steps, tmp_path,
                                                               monkeypatch):
     from sparkql.runtime.execution import handlers
 
@@ -75,13 +75,13 @@ def test_a_worker_killed_mid_step_is_retried_without_duplicates(two_nodes, study
                       cluster=ClusterOptions(address=two_nodes.address, worker_cpus=1, env=env))
     log = out.getvalue()
     label, pid = marker.read_text().split()[:1] + marker.read_text().split()[-1:]
-    assert summary.status == "done" and summary.n_done == 19, log
+    assert summary.status == "done" and summary.n_done == n_steps, log
     # the worker (that pid) died after the driver stored its first batch; the step ran again
     assert re.search(rf"^! w\d \(.*pid {pid}\) died during generate .*; running it again \(1/2\)$", log, re.M), log
     assert_same_tables(dump(tmp_path / "s.duckdb"), reference)  # every sample once, none lost
 
 
-def test_the_driver_killed_mid_run_then_a_rerun_gives_the_same_tables(two_nodes, study_file, reference, tmp_path):
+def test_the_driver_killed_mid_run_then_a_rerun_gives_the_same_tables(two_nodes, study_file, reference, n_steps, tmp_path):
     db = tmp_path / "s.duckdb"
 
     def driver(*flags):
@@ -97,17 +97,17 @@ def test_the_driver_killed_mid_run_then_a_rerun_gives_the_same_tables(two_nodes,
     partial = con.execute("SELECT count(*) FROM steps").fetchone()[0]
     has_samples = con.execute("SELECT count(*) FROM samples").fetchone()[0]
     con.close()
-    assert 6 <= partial < 19 and has_samples > 0
+    assert 6 <= partial < n_steps and has_samples > 0
     r = driver()
     assert r.returncode == 0, r.stderr[-3000:]
-    assert r.stdout.splitlines()[-1].split() == ["done", str(19 - partial), str(partial)]
+    assert r.stdout.splitlines()[-1].split() == ["done", str(n_steps - partial), str(partial)]
     assert_same_tables(dump(db), reference)
     con = duckdb.connect(str(db), read_only=True)
     assert sorted(s for (s,) in con.execute("SELECT status FROM runs").fetchall()) == ["done", "killed", "killed"]
     con.close()
 
 
-def test_ctrl_c_stops_the_workers_and_leaves_the_store_consistent(two_nodes, study_file, reference, tmp_path):
+def test_ctrl_c_stops_the_workers_and_leaves_the_store_consistent(two_nodes, study_file, reference, n_steps, tmp_path):
     from sparkql.store.lock import is_held
 
     db = tmp_path / "s.duckdb"
@@ -133,11 +133,11 @@ def test_ctrl_c_stops_the_workers_and_leaves_the_store_consistent(two_nodes, stu
     saved = con.execute("SELECT count(*) FROM steps").fetchone()[0]
     con.close()
     assert status == "interrupted" and error.startswith("interrupted"), error
-    assert 4 <= saved < 19
+    assert 4 <= saved < n_steps
     # the run's workers are gone (their process titles name the actor class)
     no_workers_left()
     r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0 and r.stdout.splitlines()[-1].split() == ["done", str(19 - saved), str(saved)], r.stdout
+    assert r.returncode == 0 and r.stdout.splitlines()[-1].split() == ["done", str(n_steps - saved), str(saved)], r.stdout
     assert_same_tables(dump(db), reference)
 
 
