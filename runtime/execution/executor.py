@@ -161,7 +161,7 @@ def toposort(plan: Plan) -> list[Step]:
 # Kinds that never load weights: their model references are bookkeeping (a set's model, a
 # cohort's series), so they do not keep a loaded model alive. Any other kind (circuit,
 # generate, intervene, or a kind added later) keeps every model its spec refers to.
-NO_WEIGHTS = {"load_model", "diff", "heads", "cohort", "grade", "aggregate"}
+NO_WEIGHTS = {"load_model", "diff", "heads", "fold_heads", "cohort", "grade", "aggregate"}
 
 
 def model_ids_of(step: Step) -> set[str]:

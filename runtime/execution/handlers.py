@@ -13,6 +13,7 @@ HANDLERS: dict[str, str] = {
     "circuit": "sparkql.runtime.steps.circuit:run_circuit",
     "diff": "sparkql.runtime.steps.head_sets:run_head_set",
     "heads": "sparkql.runtime.steps.head_sets:run_head_set",
+    "fold_heads": "sparkql.runtime.steps.folds:run_fold_heads",
     "cohort": "sparkql.runtime.steps.cohort:run_cohort",
     "intervene": "sparkql.runtime.steps.intervene:run_intervene",
     "generate": "sparkql.runtime.steps.generate:run_generate",

@@ -45,9 +45,10 @@ def run_edge_scores(step: Step, ctx: RunContext) -> StepOutput:
     t0 = time.perf_counter()
     lm = ctx.models.get(spec.model, params.dtype, step.exec.device)
     pairs = build_pairs(lm, spec.dataset, params, log=ctx.log)
+    examples, row_ids = in_fold_sample(pairs.examples, pairs.ids, spec, ctx.log)
     engine = EapIg(lm)
     res = engine.run(
-        pairs.examples, steps=params.ig_steps, metric=params.metric, memory=step.exec.memory,
+        examples, steps=params.ig_steps, metric=params.metric, memory=step.exec.memory,
         progress=ctx.progress, description=escape(f"EAP-IG {spec.dataset.name} on {spec.model.label}"),
         log=ctx.log,
     )
@@ -56,10 +57,11 @@ def run_edge_scores(step: Step, ctx: RunContext) -> StepOutput:
     edges = edge_columns(g, "scores_id", sid, res.scores)
     edges["score"] = edges["score"].astype(np.float64)
     n_e = len(edges["src"])
-    exs = pairs.examples
+    exs = examples
     scored = {
         "scores_id": [sid] * len(exs),
         "idx": list(range(len(exs))),
+        "row_id": list(row_ids),
         "clean": [list(e.clean) for e in exs],
         "corrupt": [list(e.corrupt) for e in exs],
         "target": list(res.targets),
@@ -74,12 +76,32 @@ def run_edge_scores(step: Step, ctx: RunContext) -> StepOutput:
         "dtype": engine.dtype_name, "device": engine.device_type, "budget_bytes": res.budget,
         "chunk_rows": res.chunk_rows, "n_chunks": res.n_chunks, "peak_bytes": res.peak_bytes,
         "seconds": time.perf_counter() - t0,
+        "fold": spec.fold.index if spec.fold else None, "folds": spec.fold.k if spec.fold else None,
     }
     return StepOutput(
         tables={"scorings": [scoring], "scored_pairs": scored, "edge_scores": edges},
         summary={"examples": res.n_examples, "dropped": pairs.n_dropped, "chunk_rows": res.chunk_rows,
                  "chunks": res.n_chunks, "eap_s": round(res.seconds, 2)},
     )
+
+
+def in_fold_sample(examples: list, row_ids: list[str], spec: EdgeScoresSpec, log) -> tuple[list, list[str]]:
+    """The pairs a scoring uses: all of them, or with ``spec.fold`` those outside the held-out fold
+    (sparkql.runtime.eap.folds)."""
+    if spec.fold is None:
+        return examples, row_ids
+    from sparkql.runtime.eap.folds import assign_folds
+
+    k, held = spec.fold.k, spec.fold.index
+    if len(examples) < k:
+        raise SparkError(f"folds = {k}, but {spec.dataset.name} has only {len(examples)} usable pairs on "
+                         f"{spec.model.label}", hint=f"use folds <= {len(examples)} (pairs of unequal token length "
+                         "or left unchanged by the corruption are dropped)")
+    fold = assign_folds(row_ids, k, spec.params.seed)
+    keep = [j for j, f in enumerate(fold) if f != held]
+    log(f"fold {held + 1}/{k} of {spec.dataset.name}: {len(examples) - len(keep)} pairs held out, "
+        f"{len(keep)} scored")
+    return [examples[j] for j in keep], [row_ids[j] for j in keep]
 
 
 def edge_columns(g, id_column: str, id_value: str, scores: np.ndarray) -> dict:

@@ -124,7 +124,10 @@ DATASET_OPTIONS = {o.name: o for o in [
        ["error", "skip"], default="error"),
     EXTRACT,
 ]}
-CIRCUIT_WITH = {**CIRCUIT_OPTIONS, **{o.name: o for o in [DTYPE, DEVICE, SEED, MEMORY, BATCH, SYSTEM, THINK]}}
+FOLDS = _o("folds", "int", "Selection stability over resamples of the pairs: K folds (a partition of the pairs seeded "
+           "by `seed`); EAP-IG scores each leave-one-fold-out sample, and each head's share of folds in whose "
+           "circuit (or emergent set) it is selected is stored (1 or absent: no folds).", min=1, max=1000)
+CIRCUIT_WITH = {**CIRCUIT_OPTIONS, **{o.name: o for o in [DTYPE, DEVICE, SEED, MEMORY, BATCH, SYSTEM, THINK, FOLDS]}}
 EVAL_WITH = {**EVAL_OPTIONS, **{o.name: o for o in [DTYPE, DEVICE, SEED, BACKEND, VLLM_MEMORY, BATCH, SYSTEM, THINK]}}
 CONTROL_OPTIONS = {o.name: o for o in [
     _o("seeds", "int", "Random-head controls (`ablate random K`, `... random matching SET`): how many draws, each "

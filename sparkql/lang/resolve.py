@@ -457,6 +457,7 @@ class Resolver:
         )
         self._within_context("max_tokens", s, models + ([base] if base else []))
         self._within_context("prefix_tokens", s, models + ([base] if base else []))
+        folds = self._folds(s, opts, dataset, params.examples)
         set_name = s.alias.name if s.alias else ("emergent" if base else None)
         if set_name is not None:
             span = s.alias.span if s.alias else s.span
@@ -474,8 +475,27 @@ class Resolver:
             self.env.circuit_datasets.append(dataset)
         self.out.append(RCircuit(
             dataset=dataset, models=models, base=base, params=params, exec=self._exec(opts), set_name=set_name,
-            n_examples=self.env.dataset_rows.get(dataset.name), span=s.span,
+            n_examples=self.env.dataset_rows.get(dataset.name), folds=folds, span=s.span,
         ))
+
+    def _folds(self, s: A.CircuitStmt, opts: dict, dataset: DatasetRef, examples: int | None) -> int | None:
+        """``with folds = K``: None for 1 or absent (no resampling); K must leave every fold at least
+        one pair to hold out, so it is at most the pairs the circuit scores (the dataset's rows, or
+        ``examples`` when fewer)."""
+        k = opts.get("folds")
+        if k is None or k == 1:
+            return None
+        rows = self.env.dataset_rows.get(dataset.name)
+        if rows is None:
+            return k
+        n = min(rows, examples) if examples else rows
+        if k > n:
+            opt = next(o for o in s.options if o.key.name == "folds")
+            what = f"{n} rows in `{dataset.name}`" if n == rows else f"examples = {n}"
+            raise SparkError(f"folds = {k} is more than the pairs this circuit scores ({what})", span=opt.value.span,
+                             hint=f"use 2 <= folds <= {n}: each fold holds out at least one pair" if n >= 2 else
+                             "resampling needs at least two pairs: drop `folds`, or add pairs to the dataset")
+        return k
 
     # ---- head sets ------------------------------------------------------------------
     def _set_info(self, ref: A.SetRef) -> SetInfo:

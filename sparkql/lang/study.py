@@ -54,6 +54,8 @@ class RCircuit(R):
     """`as NAME` (or `emergent` for a diff)."""
     n_examples: int | None = None
     """Rows the dataset has (for the cost estimate)."""
+    folds: int | None = None
+    """``with folds = K`` (K >= 2): score each leave-one-fold-out sample of the pairs too; None: no folds."""
 
 
 class RHeads(R):

@@ -16,8 +16,8 @@ from sparkql.lang.parser import parse
 from sparkql.lang.resolve import resolve
 from sparkql.lang.study import RCircuit, RCohort, REval, RHeads, RIntervene, Study
 from sparkql.plan.steps import (
-    AggregateSpec, CircuitSpec, CohortMember, CohortSpec, Cost, EdgeScoresSpec, ExecOptions, GenerateSpec, GradeSpec, HeadExpr,
-    HeadSetSpec, InterveneSpec, LoadModelSpec, ModelRef, Plan, RandomDraw, Step, step_key,
+    AggregateSpec, CircuitSpec, CohortMember, CohortSpec, Cost, EdgeScoresSpec, ExecOptions, Fold, FoldHeadsSpec, GenerateSpec, GradeSpec,
+    HeadExpr, HeadSetSpec, InterveneSpec, LoadModelSpec, ModelRef, Plan, RandomDraw, Step, step_key,
 )
 
 
@@ -62,25 +62,62 @@ class _Builder:
         return self.add("circuit", spec, f"circuit {c.dataset.name} on {ref.label}", [sk, load], c.span, c.exec,
                         Cost(forward=3 * n))
 
+    def fold_scorings(self, c: RCircuit, ref: ModelRef) -> list[str]:
+        """``with folds = K``: one scoring per leave-one-fold-out sample of the pairs, each keyed (and
+        cached) like any scoring, so changing top_n or tau recomputes none of them."""
+        if not c.folds:
+            return []
+        n = min(c.n_examples or 0, c.params.examples or (c.n_examples or 0))
+        kept = n - n // c.folds  # pairs outside a fold (the largest folds hold ceil(n / K))
+        load = self.load(ref, c.span)
+        keys = []
+        for i in range(c.folds):
+            spec = EdgeScoresSpec(model=ref, dataset=c.dataset, params=c.params.scoring(), fold=Fold(k=c.folds, index=i))
+            keys.append(self.add("edge_scores", spec, f"edge scores {c.dataset.name} on {ref.label}, fold {i + 1}/{c.folds} "
+                                 "left out", [load], c.span, c.exec,
+                                 Cost(forward_backward=kept * c.params.ig_steps, forward=2 * kept)))
+        return keys
+
+    def fold_heads(self, c: RCircuit, ref: ModelRef, ck: str, base: tuple[ModelRef, str, list[str]] | None = None,
+                   set_key: str | None = None) -> None:
+        """The step that selects from each fold's scores and stores each head's frequency over folds."""
+        folds = self.fold_scorings(c, ref)
+        if not folds:
+            return
+        spec = FoldHeadsSpec(model=ref, top_n=c.params.top_n, tau=c.params.tau, scores_keys=folds, circuit_key=ck,
+                             set_name=c.set_name if set_key else None, set_key=set_key)
+        deps = [*folds, ck]
+        what = f"circuit {c.dataset.name} on {ref.label}"
+        if base is not None:
+            bref, bck, bfolds = base
+            spec = spec.model_copy(update={"base": bref, "base_scores_keys": bfolds, "base_circuit_key": bck})
+            deps += [*bfolds, bck]
+            what = f"{c.set_name}: {ref.label} - {bref.label}"
+        self.add("fold_heads", spec, f"fold stability {what} ({c.folds} folds)", deps, c.span)
+
     def circuit_stmt(self, c: RCircuit) -> None:
         base_key = self.circuit(c, c.base) if c.base else None
+        if base_key:
+            self.fold_heads(c, c.base, base_key)
         if c.set_name:
             self.set_keys[c.set_name] = {}
             self.set_models[c.set_name] = list(c.models)
         for ref in c.models:
             ck = self.circuit(c, ref)
-            if not c.set_name:
-                continue
-            self.circuit_of[(c.set_name, ref.model_id)] = ck
-            if base_key:
-                expr = HeadExpr(op="minus", args=[HeadExpr(op="circuit", ref=ck), HeadExpr(op="circuit", ref=base_key)])
-                spec = HeadSetSpec(kind="diff", name=c.set_name, model=ref, expr=expr)
-                label = f"diff {c.set_name}: {ref.label} - {c.base.label}"
-                key = self.add("diff", spec, label, [ck, base_key], c.span)
-            else:
-                spec = HeadSetSpec(kind="heads", name=c.set_name, model=ref, expr=HeadExpr(op="circuit", ref=ck))
-                key = self.add("heads", spec, f"heads {c.set_name} of {ref.label}", [ck], c.span)
-            self.set_keys[c.set_name][ref.model_id] = key
+            key = None
+            if c.set_name:
+                self.circuit_of[(c.set_name, ref.model_id)] = ck
+                if base_key:
+                    expr = HeadExpr(op="minus", args=[HeadExpr(op="circuit", ref=ck), HeadExpr(op="circuit", ref=base_key)])
+                    spec = HeadSetSpec(kind="diff", name=c.set_name, model=ref, expr=expr)
+                    label = f"diff {c.set_name}: {ref.label} - {c.base.label}"
+                    key = self.add("diff", spec, label, [ck, base_key], c.span)
+                else:
+                    spec = HeadSetSpec(kind="heads", name=c.set_name, model=ref, expr=HeadExpr(op="circuit", ref=ck))
+                    key = self.add("heads", spec, f"heads {c.set_name} of {ref.label}", [ck], c.span)
+                self.set_keys[c.set_name][ref.model_id] = key
+            base = (c.base, base_key, self.fold_scorings(c, c.base)) if base_key else None
+            self.fold_heads(c, ref, ck, base, key)
         if base_key and c.set_name:
             self.base_circuit_of[c.set_name] = base_key
 

@@ -26,7 +26,8 @@ KEY_VERSION = 1
 """Bump when the meaning of any step's result changes, so old results are not reused."""
 
 StepKind = Literal[
-    "load_model", "edge_scores", "circuit", "diff", "heads", "cohort", "intervene", "generate", "grade", "aggregate"
+    "load_model", "edge_scores", "circuit", "diff", "heads", "fold_heads", "cohort", "intervene", "generate", "grade",
+    "aggregate"
 ]
 
 
@@ -193,13 +194,27 @@ class LoadModelSpec(Frozen):
     dtype: Literal["fp64", "fp32", "bf16", "fp16", "auto"] = "auto"
 
 
-class EdgeScoresSpec(Frozen):
+class Fold(Frozen):
+    """One leave-one-fold-out sample of a circuit's pairs (``with folds = K``): the pairs are split
+    into ``k`` folds by ``sparkql.runtime.eap.folds.assign_folds`` (seeded by the scoring's seed) and
+    the scoring uses every pair outside fold ``index``."""
+
+    k: int
+    index: int
+    """0-based fold held out."""
+
+
+class EdgeScoresSpec(_OmitsUnset):
     """EAP-IG edge scores of one model on one dataset -> ``scorings``, ``edge_scores``."""
+
+    _OMIT_NONE: ClassVar[tuple[str, ...]] = ("fold",)
 
     kind: Literal["edge_scores"] = "edge_scores"
     model: ModelRef
     dataset: DatasetRef
     params: ScoringParams
+    fold: Fold | None = None
+    """Score only the pairs outside one fold; None (left out of the key): every pair."""
 
 
 class CircuitSpec(Frozen):
@@ -224,6 +239,31 @@ class HeadSetSpec(Frozen):
     expr: HeadExpr
     top_k: int | None = None
     """Keep only the K highest-scoring heads (None: all)."""
+
+
+class FoldHeadsSpec(_OmitsUnset):
+    """Selection frequency over folds (``with folds = K``) -> ``fold_heads``: the circuit's selection
+    (``top_n``, ``tau``, pruning) applied to each fold's stored scores (``scores_keys``), and with
+    ``base_scores_keys`` the emergent set of each fold (fold i of the model minus fold i of the base).
+    A head's frequency is the share of the K folds in which it is selected."""
+
+    _OMIT_NONE: ClassVar[tuple[str, ...]] = ("base", "base_scores_keys", "base_circuit_key", "set_name", "set_key")
+
+    kind: Literal["fold_heads"] = "fold_heads"
+    model: ModelRef
+    top_n: int
+    tau: float
+    scores_keys: list[str]
+    """The ``edge_scores`` step of each fold, in fold order."""
+    circuit_key: str
+    """The model's circuit on every pair (its heads are marked ``in_full``)."""
+    base: ModelRef | None = None
+    base_scores_keys: list[str] = Field(default_factory=list)
+    base_circuit_key: str | None = None
+    set_name: str | None = None
+    """The head set the circuit's (or the emergent) heads are named (``as NAME``), if any."""
+    set_key: str | None = None
+    """That set's step key (for joins with ``head_sets``; not a dependency)."""
 
 
 class CohortMember(Frozen):
@@ -346,7 +386,7 @@ class AggregateSpec(Frozen):
 
 StepSpec = Annotated[
     Union[
-        LoadModelSpec, EdgeScoresSpec, CircuitSpec, HeadSetSpec, CohortSpec, InterveneSpec, GenerateSpec, GradeSpec, AggregateSpec
+        LoadModelSpec, EdgeScoresSpec, CircuitSpec, HeadSetSpec, FoldHeadsSpec, CohortSpec, InterveneSpec, GenerateSpec, GradeSpec, AggregateSpec
     ],
     Field(discriminator="kind"),
 ]

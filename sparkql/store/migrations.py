@@ -63,6 +63,14 @@ MIGRATIONS: dict[int, list[str]] = {
         # selection stability of a circuit's or an emergent set's heads (sparkql.store.stability)
         "ALTER TABLE head_sets ADD COLUMN IF NOT EXISTS stability DOUBLE",
     ],
+    7: [
+        # `with folds = K`: which fold a scoring left out, the rows its pairs came from, and each
+        # head's selection frequency over the folds
+        "ALTER TABLE scorings ADD COLUMN IF NOT EXISTS fold INTEGER",
+        "ALTER TABLE scorings ADD COLUMN IF NOT EXISTS folds INTEGER",
+        "ALTER TABLE scored_pairs ADD COLUMN IF NOT EXISTS row_id VARCHAR",
+        TABLES["fold_heads"],
+    ],
 }
 
 

@@ -12,7 +12,7 @@ Ids: ``model_id`` is ModelRef.model_id; ``circuit_id``, ``set_key``,
 them (content addresses), so the same work in two studies is one row.
 """
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 TABLES: dict[str, str] = {
     "meta": """
@@ -111,7 +111,9 @@ TABLES: dict[str, str] = {
             chunk_rows INTEGER,        -- stacked (example, step) rows per chunk (after any halving)
             n_chunks INTEGER,
             peak_bytes BIGINT,         -- measured peak above the model (GPU: allocated; CPU: NULL)
-            seconds DOUBLE
+            seconds DOUBLE,
+            fold INTEGER,              -- v7: `with folds = K`: the 0-based fold left out (NULL: every pair scored)
+            folds INTEGER              -- v7: K
         )""",
     "scored_pairs": """
         CREATE TABLE IF NOT EXISTS scored_pairs (   -- v5: the token pairs a scoring used (circuits measure faithfulness on them)
@@ -120,7 +122,8 @@ TABLES: dict[str, str] = {
             clean INTEGER[],           -- token ids, special tokens included
             corrupt INTEGER[],
             target INTEGER,            -- the metric's answer token
-            foil INTEGER               -- logit_diff's wrong token
+            foil INTEGER,              -- logit_diff's wrong token
+            row_id VARCHAR             -- v7: the dataset row the pair came from (its `id`, else its position)
         )""",
     "edge_scores": """
         CREATE TABLE IF NOT EXISTS edge_scores (   -- v5: every edge's score of a scoring
@@ -159,6 +162,23 @@ TABLES: dict[str, str] = {
             kind VARCHAR,              -- v2: diff (emergent: circuit minus base) | heads
             stability DOUBLE           -- v6: share of a (top_n, tau) grid around the circuit's cutoffs at which
                                        --     the head is in the set (docs/store.md); NULL for set algebra
+        )""",
+    "fold_heads": """
+        CREATE TABLE IF NOT EXISTS fold_heads (   -- v7: selection frequency over folds (`with folds = K`)
+            fold_key VARCHAR,          -- key of the step that selected from the folds' scorings
+            kind VARCHAR,              -- circuit (the model's circuit) | emergent (circuit minus the base's, fold by fold)
+            model_id VARCHAR,
+            base_model_id VARCHAR,     -- emergent: the base
+            circuit_id VARCHAR,        -- the model's circuit on every pair
+            base_circuit_id VARCHAR,   -- emergent: the base's circuit on every pair
+            set_key VARCHAR,           -- the head set these heads are (`as NAME` / the diff), NULL if none
+            set_name VARCHAR,
+            layer INTEGER,
+            head INTEGER,
+            n_folds INTEGER,           -- folds in which the head is selected
+            folds INTEGER,             -- K
+            frequency DOUBLE,          -- n_folds / folds
+            in_full BOOLEAN            -- selected on every pair (the circuit's or the set's own heads)
         )""",
     "cohort_checkpoints": """
         CREATE TABLE IF NOT EXISTS cohort_checkpoints (
@@ -282,6 +302,7 @@ OWNER_COLUMNS: dict[str, str] = {
     "edge_scores": "scores_id",
     "scored_pairs": "scores_id",
     "head_sets": "set_key",
+    "fold_heads": "fold_key",
     "cohort_members": "cohort_key",
     "cohort_checkpoints": "cohort_key",
     "cohort_heads": "cohort_key",
@@ -434,15 +455,35 @@ VIEWS: dict[str, str] = {
                d.control, c.controls, c.control_mean, c.control_sd, c.beats_controls
         FROM d LEFT JOIN c
           ON c.eval_id = d.eval_id AND c.metric = d.metric AND c.k IS NOT DISTINCT FROM d.k""",
+    "latest_fold_heads": """
+        CREATE OR REPLACE VIEW latest_fold_heads AS
+        -- v7: the fold_heads rows of a set's most recently completed fold step (a set run with
+        -- folds = 3 and later 5 has both in the store; head_stability shows the latest)
+        SELECT f.* FROM fold_heads f LEFT JOIN steps s ON s.key = f.fold_key
+        WHERE f.set_key IS NOT NULL
+        QUALIFY dense_rank() OVER (PARTITION BY f.set_key ORDER BY s.completed_at DESC NULLS LAST, f.fold_key) = 1""",
     "head_stability": """
         CREATE OR REPLACE VIEW head_stability AS
         -- v6: each head of a circuit's or an emergent set, with the share of a (top_n, tau) grid
         -- around the circuit's cutoffs (top_n +-30% in steps of 10%; tau x 0.5, 1, 2 when > 0)
         -- at which it is in the set (1.0: selected whatever the cutoffs in the band)
+        -- v7: fold_stability, the share of `with folds = K` resamples of the pairs in which the head
+        -- is in the set (NULL without folds; the latest fold step of the set when several K were run)
         SELECT h.set_key, h.set_name, h.kind, h.model_id, m.label AS model, m.step,
-               'L' || h.layer || 'H' || h.head AS head_name, h.layer, h.head, h.score, h.rank, h.stability
+               'L' || h.layer || 'H' || h.head AS head_name, h.layer, h.head, h.score, h.rank, h.stability,
+               f.frequency AS fold_stability, f.folds
         FROM head_sets h LEFT JOIN models m USING (model_id)
+        LEFT JOIN latest_fold_heads f ON f.set_key = h.set_key AND f.layer = h.layer AND f.head = h.head
         WHERE h.stability IS NOT NULL""",
+    "fold_stability": """
+        CREATE OR REPLACE VIEW fold_stability AS
+        -- v7: every head selected in a fold (or on every pair) of a `with folds = K` circuit, with
+        -- the share of the K leave-one-fold-out resamples in which it is in the circuit (kind
+        -- circuit) or in the emergent set (kind emergent: fold i of the model minus fold i of the base)
+        SELECT f.fold_key, f.kind, f.set_name, f.set_key, f.model_id, m.label AS model, m.step,
+               b.label AS base, 'L' || f.layer || 'H' || f.head AS head_name, f.layer, f.head,
+               f.n_folds, f.folds, f.frequency, f.in_full, f.circuit_id, f.base_circuit_id
+        FROM fold_heads f LEFT JOIN models m USING (model_id) LEFT JOIN models b ON b.model_id = f.base_model_id""",
     "eval_status": """
         CREATE OR REPLACE VIEW eval_status AS
         -- per eval: how many samples ended in each grading status, and how many are correct

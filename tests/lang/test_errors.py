@@ -112,6 +112,13 @@ BAD: dict[str, str] = {
     "seeds_misspelled": M + "ablate random 2 on base with sedes = 5\n",
     "matching_unknown_set": M + "circuit aime24 on ckpt[*] diff base as emergent_grpo\n"
                                 "ablate random matching emergent_gpro top 2\n",
+    # selection stability over folds of the pairs (6 rows in data/pairs.jsonl)
+    "folds_more_than_pairs": M + 'dataset pairs = "data/pairs.jsonl" (clean = "clean", corrupt = "corrupt")\n'
+                             "circuit pairs on ckpt[*] diff base with folds = 7\n",
+    "folds_more_than_examples": M + "circuit aime24 on base using eap_ig(examples = 4) as h with folds = 5\n",
+    "folds_zero": M + "circuit aime24 on base as h with folds = 0\n",
+    "folds_in_using": M + "circuit aime24 on base using eap_ig(folds = 3) as h\n",
+    "folds_not_a_number": M + "circuit aime24 on base as h with folds = 2.5\n",
     # data a careless export produces: refused with the file, the row and the field
     "dataset_null_field": M + 'dataset d = "data/null_problem.jsonl"\n',
     "dataset_list_field": M + 'dataset d = "data/list_problem.jsonl"\n',
