@@ -385,8 +385,13 @@ def stability_figure(con, out: Path, formats=("png", "svg")) -> FigureResult:
     import numpy as np
 
     res = FigureResult("stability")
-    rows = _rows(con, "SELECT set_name, coalesce(step, -1) AS step, model, layer, head, stability FROM head_stability "
-                      "WHERE kind = 'diff' ORDER BY set_name, step, layer, head")
+    query = ("SELECT set_name, coalesce(step, -1) AS step, model, layer, head, stability{} FROM head_stability "
+             "WHERE kind = 'diff' ORDER BY set_name, step, layer, head")
+    try:
+        rows = _rows(con, query.format(", fold_stability, folds"))
+    except Exception:  # a store older than v7 has no fold columns  # noqa: BLE001
+        rows = _rows(con, query.format(""))
+    has_folds = any(r.get("folds") for r in rows)
     if not rows:
         res.skipped = "no emergent head sets with stability (a study needs `circuit D on M diff B`)"
         return res
@@ -398,13 +403,17 @@ def stability_figure(con, out: Path, formats=("png", "svg")) -> FigureResult:
         steps = sorted({r["step"] for r in mine})
         heads = sorted({(r["layer"], r["head"]) for r in mine})
         grid = np.full((len(heads), len(steps)), np.nan)
+        folds: dict[tuple[int, int], str] = {}
         for r in mine:
-            grid[heads.index((r["layer"], r["head"])), steps.index(r["step"])] = r["stability"]
+            at = heads.index((r["layer"], r["head"])), steps.index(r["step"])
+            grid[at] = r["stability"]
+            if r.get("folds"):
+                folds[at] = f"\n{round(r['fold_stability'] * r['folds'])}/{r['folds']}"
         im = ax.imshow(grid, cmap="Blues", vmin=0, vmax=1, aspect="auto", origin="lower", interpolation="nearest")
         for i in range(len(heads)):
             for j in range(len(steps)):
                 if not np.isnan(grid[i, j]):
-                    ax.text(j, i, f"{grid[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                    ax.text(j, i, f"{grid[i, j]:.2f}{folds.get((i, j), '')}", ha="center", va="center", fontsize=7,
                             color="white" if grid[i, j] > 0.6 else "black")
         ax.set_xticks(range(len(steps)), [str(s) if s >= 0 else "-" for s in steps], fontsize=7)
         ax.set_yticks(range(len(heads)), [f"L{l}H{h}" for l, h in heads], fontsize=7)
@@ -412,7 +421,8 @@ def stability_figure(con, out: Path, formats=("png", "svg")) -> FigureResult:
         ax.set_title(f"{name}: emergent at what share of cutoffs", fontsize=9)
     fig.colorbar(im, ax=axes[-1], fraction=0.08)
     fig.suptitle("selection stability (top_n +-30% in steps of 10%, tau x 0.5/1/2 when > 0; blank: not emergent "
-                 "at the study's cutoffs)", fontsize=9)
+                 "at the study's cutoffs" + ("; n/K: emergent in n of K folds of the pairs" if has_folds else "") + ")",
+                 fontsize=9)
     res.files += _save(fig, out, "stability", formats)
     return res
 

@@ -164,7 +164,7 @@ def _print_findings(plan, db: str, console) -> None:
     from sparkql.store.connection import open_db
     from sparkql.store.summary import render, study_summary
 
-    if not any(s.kind in ("diff", "generate") for s in plan.steps):
+    if not any(s.kind in ("diff", "generate", "fold_heads") for s in plan.steps):
         return
     con = open_db(db)  # the run has just migrated the store
     try:

@@ -23,6 +23,8 @@ class EmergentRow:
     top_heads: list[str]
     stability: list[float | None] = field(default_factory=list)
     """Of each of ``top_heads``: share of the (top_n, tau) grid where it is in the set."""
+    folds: list[str | None] = field(default_factory=list)
+    """Of each of ``top_heads``, with ``with folds = K``: ``n/K``, the folds whose emergent set has it."""
 
 
 @dataclass
@@ -59,6 +61,24 @@ class ShortRow:
 
 
 @dataclass
+class FoldRow:
+    """One circuit's or emergent set's selection over ``with folds = K`` resamples of the pairs."""
+
+    what: str
+    """``circuit DATASET`` or the emergent set's name."""
+    model: str
+    folds: int
+    n_full: int
+    """Heads selected on every pair."""
+    n_every: int
+    """Heads selected in every fold."""
+    n_some: int
+    """Heads selected in at least one fold."""
+    top_heads: list[str] = field(default_factory=list)
+    """Heads with their count of folds: ``L1H2 3/3``, most often selected first."""
+
+
+@dataclass
 class StudySummary:
     emergent: list[EmergentRow] = field(default_factory=list)
     scores: list[ScoreRow] = field(default_factory=list)
@@ -66,6 +86,34 @@ class StudySummary:
     n_control_evals: int = 0
     """Evals of random-control draws (left out of ``scores``: they are summarised in ``controls``)."""
     short: list[ShortRow] = field(default_factory=list)
+    folds: list[FoldRow] = field(default_factory=list)
+
+
+def fold_rows(con, plan, top: int = 5) -> list[FoldRow]:
+    """Selection over folds of the plan's `with folds = K` circuits (the fold_heads table)."""
+    keys = {s.key: s for s in plan.steps if s.kind == "fold_heads"}
+    if not keys:
+        return []
+    datasets = {s.key: s.spec.dataset.name for s in plan.steps if s.kind == "circuit"}
+    rows = con.execute(
+        """
+        SELECT f.fold_key, f.kind, f.set_name, f.circuit_id, m.label, m.step, max(f.folds),
+               count(*) FILTER (WHERE f.in_full), count(*) FILTER (WHERE f.n_folds = f.folds),
+               count(*) FILTER (WHERE f.n_folds > 0),
+               list('L' || f.layer || 'H' || f.head || ' ' || f.n_folds || '/' || f.folds
+                    ORDER BY f.n_folds DESC, f.in_full DESC, f.layer, f.head) FILTER (WHERE f.n_folds > 0)
+        FROM fold_heads f LEFT JOIN models m USING (model_id)
+        WHERE f.fold_key IN (SELECT unnest(?))
+        GROUP BY f.fold_key, f.kind, f.set_name, f.circuit_id, m.label, m.step
+        ORDER BY f.kind, f.set_name, m.step NULLS FIRST, m.label
+        """,
+        [list(keys)],
+    ).fetchall()
+    out = []
+    for key, kind, set_name, cid, label, _, k, n_full, n_every, n_some, heads in rows:
+        what = set_name if kind == "emergent" else f"circuit {datasets.get(cid, '')}".strip()
+        out.append(FoldRow(what, label or "", int(k), n_full, n_every, n_some, list(heads or [])[:top]))
+    return out
 
 
 def study_summary(con, plan, top: int = 5) -> StudySummary:
@@ -77,12 +125,15 @@ def study_summary(con, plan, top: int = 5) -> StudySummary:
             """
             SELECT h.set_name, m.label, m.step, count(*) AS n,
                    list('L' || h.layer || 'H' || h.head ORDER BY h.rank) AS heads,
-                   list(h.stability ORDER BY h.rank) AS stability
+                   list(h.stability ORDER BY h.rank) AS stability,
+                   list(f.n_folds || '/' || f.folds ORDER BY h.rank) AS folds
             FROM head_sets h JOIN models m USING (model_id)
+            LEFT JOIN fold_heads f ON f.set_key = h.set_key AND f.layer = h.layer AND f.head = h.head
+                 AND f.fold_key IN (SELECT unnest(?))
             WHERE h.set_key IN (SELECT unnest(?))
             GROUP BY h.set_key, h.set_name, m.label, m.step
             """,
-            [diff_keys],
+            [[s.key for s in plan.steps if s.kind == "fold_heads"], diff_keys],
         ).fetchall()
         found = {(r[0], r[1]): r for r in rows}
         # checkpoints whose emergent set is empty have no head_sets rows: list them with 0
@@ -92,7 +143,7 @@ def study_summary(con, plan, top: int = 5) -> StudySummary:
             name, model = s.spec.name, s.spec.model
             r = found.get((name, model.label))
             out.emergent.append(EmergentRow(name, model.label, model.step, r[3] if r else 0, (r[4] if r else [])[:top],
-                                            (r[5] if r else [])[:top]))
+                                            (r[5] if r else [])[:top], (r[6] if r else [])[:top]))
         out.emergent.sort(key=lambda e: (e.set_name, e.step is None, e.step or 0))
     eval_keys = [s.key for s in plan.steps if s.kind == "generate"]
     if eval_keys:
@@ -123,6 +174,7 @@ def study_summary(con, plan, top: int = 5) -> StudySummary:
             [variant_keys],
         ).fetchall()
         out.short = [ShortRow(r[0], r[1], r[2], list(r[3] or [])) for r in rows]
+    out.folds = fold_rows(con, plan, top)
     return out
 
 
@@ -132,15 +184,19 @@ def render(summary: StudySummary, console) -> None:
     from rich.text import Text
 
     if summary.emergent:
+        folds = any(f for e in summary.emergent for f in e.folds)
         t = Table(title="emergent heads (in the checkpoint's circuit, not in the base's; in brackets the share of "
-                        "a top_n +-30% x tau grid where the head is emergent)", title_justify="left")
+                        "a top_n +-30% x tau grid where the head is emergent" +
+                        ("; then n/K: the folds whose emergent set has it)" if folds else ")"), title_justify="left")
         for col in ("set", "model", "n", "strongest"):
             t.add_column(col, justify="right" if col == "n" else "left")
         for e in summary.emergent:
-            shown = [h if s is None else f"{h} ({s:.2f})" for h, s in zip(e.top_heads, e.stability or
-                                                                          [None] * len(e.top_heads))]
+            n = len(e.top_heads)
+            shown = [_head_cell(h, s, f) for h, s, f in zip(e.top_heads, e.stability or [None] * n, e.folds or [None] * n)]
             t.add_row(Text(e.set_name), Text(e.model), str(e.n_heads), Text(", ".join(shown)))
         console.print(t)
+    if summary.folds:
+        render_folds(summary.folds, console)
     if summary.scores:
         # one row per (dataset, model, variant): pass@1 and pass@K at the largest k, each with its delta
         rows: dict[tuple, dict] = {}
@@ -175,6 +231,12 @@ def render(summary: StudySummary, console) -> None:
                            f"{len(r.heads)} head(s) ({heads})", style="yellow"))
 
 
+def _head_cell(head: str, share: float | None, folds: str | None) -> str:
+    """``L1H2``, ``L1H2 (0.86)`` or ``L1H2 (0.86, 2/3)``."""
+    parts = ([] if share is None else [f"{share:.2f}"]) + ([] if folds is None else [folds])
+    return f"{head} ({', '.join(parts)})" if parts else head
+
+
 def render_controls(rows: list[ControlRow], console) -> None:
     """Each chosen intervention's delta beside its random controls' (the `scores` view's columns)."""
     from rich.table import Table
@@ -190,4 +252,20 @@ def render_controls(rows: list[ControlRow], console) -> None:
         t.add_row(Text(r.dataset), Text(r.model), Text(r.variant), "" if r.k is None else str(r.k),
                   f"{r.delta:+.3f}", str(r.controls), f"{r.control_mean:+.3f}",
                   "" if r.control_sd is None else f"{r.control_sd:.3f}", f"{r.beats:.0%}")
+    console.print(t)
+
+
+def render_folds(rows: list[FoldRow], console) -> None:
+    """Each `with folds = K` circuit's and emergent set's selection over the folds."""
+    from rich.table import Table
+    from rich.text import Text
+
+    t = Table(title="selection over folds (each fold scores the pairs outside it; a head's count: the folds whose "
+                    "circuit or emergent set has it)", title_justify="left", box=None, header_style="bold")
+    for col in ("set", "model", "K", "full", "every fold", "some fold", "most often"):
+        numeric = col in ("K", "full", "every fold", "some fold")
+        t.add_column(col, justify="right" if numeric else "left", no_wrap=numeric)
+    for r in rows:
+        t.add_row(Text(r.what), Text(r.model), str(r.folds), str(r.n_full), str(r.n_every), str(r.n_some),
+                  Text(", ".join(r.top_heads)))
     console.print(t)

@@ -210,6 +210,8 @@ def test_rerun_computes_nothing_and_a_new_top_n_no_scoring(study):
     con = Q(db)
     last = con.execute("SELECT run_id, n_done FROM runs ORDER BY started_at DESC LIMIT 1").fetchone()
     assert last[1] == 0, out
+    # the run summary: the emergent heads with their fold counts, and a table of selection over folds
+    assert "selection over folds" in out and f"/{K}" in out and "emergent_sft" in out, out
     s2 = _study(d, base, sft, TOP_N - 2)
     plan = json.loads(_run("plan", str(s2), "--db", str(db), "--json"))
     scorings = [x for x in plan["steps"] if x["kind"] == "edge_scores"]

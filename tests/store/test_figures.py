@@ -105,6 +105,32 @@ def test_controls_figure_draws_the_draws_beside_the_intervention(hand_store, tmp
         assert label in svg, label
 
 
+def test_stability_figure_shows_the_fold_counts(hand_store, tmp_path):
+    """`with folds = K` rows (fold_heads) joined to an emergent set's heads: each cell shows n/K."""
+    import shutil
+
+    db = shutil.copy(hand_store[0], tmp_path / "folds.duckdb")
+    con = connect(db)
+    try:
+        heads = con.execute("SELECT set_key, model_id, layer, head FROM head_stability WHERE kind = 'diff'").fetchall()
+    finally:
+        con.close()
+    assert heads
+    s = Store(db)
+    s.write({"fold_heads": [{"fold_key": "f1", "kind": "emergent", "model_id": m, "set_key": k, "layer": l, "head": h,
+                             "n_folds": 2, "folds": 3, "frequency": 2 / 3, "in_full": True} for k, m, l, h in heads]})
+    s.close()
+    con = connect(db)
+    try:
+        (res,) = draw_all(con, tmp_path / "figs", only=["stability"])
+        got = con.execute("SELECT DISTINCT fold_stability, folds FROM head_stability WHERE kind = 'diff'").fetchall()
+    finally:
+        con.close()
+    assert res.skipped is None and got == [(2 / 3, 3)]
+    svg = (tmp_path / "figs" / "stability.svg").read_text()
+    assert "2/3" in svg and "emergent in n of K folds" in svg
+
+
 def test_empty_store_skips_every_figure_with_a_note(tmp_path, capsys):
     db = tmp_path / "empty.duckdb"
     Store(db).close()
