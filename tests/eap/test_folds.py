@@ -11,6 +11,7 @@ The compile-time errors (folds > pairs, folds < 1) are snapshots in tests/lang/t
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import duckdb
@@ -202,6 +203,11 @@ def test_frequencies_are_counts_over_folds_of_each_folds_selection(study):
     freq = dict(((l, h), f) for l, h, f in con.execute(
         "SELECT layer, head, frequency FROM fold_stability WHERE kind = 'emergent'").fetchall())
     assert rows and all(f == freq[(l, h)] and k == K for l, h, f, k in rows)
+    # docs/store.md's example query over fold_stability
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "store.md").read_text()
+    (query,) = [q for q in re.findall(r"```\n(.*?)```", doc, flags=re.S) if "FROM fold_stability" in q]
+    got = con.execute(query).fetchall()
+    assert got and all(n < k for *_, n, k, _ in got)
 
 
 def test_rerun_computes_nothing_and_a_new_top_n_no_scoring(study):
