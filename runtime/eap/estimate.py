@@ -10,6 +10,8 @@ engine itself sizes its chunks with.
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import math
 from dataclasses import dataclass
@@ -145,6 +147,12 @@ def plan_estimates(plan: Plan) -> dict[str, CircuitEstimate]:
     for s in plan.steps:
         if s.kind == "edge_scores":
             est = estimate_circuit(s, budget_of(s))
+            if est is not None and s.spec.fold is not None:
+                # a fold's scoring runs EAP-IG on the pairs outside it: (K-1)/K of them, near enough
+                # (its peak stays the whole set's: an upper bound)
+                share = (s.spec.fold.k - 1) / s.spec.fold.k
+                est = dataclasses.replace(est, flops=est.flops * share,
+                                          examples=est.examples - est.examples // s.spec.fold.k)
             if est is not None:
                 out[s.key] = est
     for s in plan.steps:
