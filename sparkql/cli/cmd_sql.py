@@ -23,6 +23,7 @@ import click
 
 from sparkql.cli.common import console, db_option, writing
 from sparkql.errors import SparkError
+from sparkql.store.ids import SHORT_ID, is_id, short_id
 
 
 def _jsonable(v):
@@ -103,14 +104,8 @@ def write_rows(fmt: str, columns: list[str], rows: list[tuple], out) -> None:
         raise ValueError(fmt)
 
 
-# Ids (circuit_id, eval_id, model_id, set_key, ...) are 64-hex content addresses: whole, a table of
-# them folds every row over many lines at 80 columns. The table shows their first SHORT_ID digits,
-# enough to tell them apart and to find one again (`WHERE eval_id LIKE 'prefix%'`, and `sparkql
-# export circuit` takes a prefix); csv, json, parquet and --full-ids keep the whole key for joins.
-SHORT_ID = 12
-_HEX_ID = re.compile(r"[0-9a-f]{32,}")
-
-
+# Ids are shown by their first SHORT_ID digits in the table (sparkql.store.ids: the TUI's SQL tab
+# shows them the same way); csv, json, parquet and --full-ids keep the whole key for joins.
 def _cell(v, full_ids: bool) -> tuple[str, bool]:
     """The text of one value, and whether it is a shortened id."""
     if v is None:
@@ -118,8 +113,8 @@ def _cell(v, full_ids: bool) -> tuple[str, bool]:
     if isinstance(v, float):
         return f"{v:.6g}", False
     text = str(v)
-    if not full_ids and isinstance(v, str) and _HEX_ID.fullmatch(text):
-        return text[:SHORT_ID] + "…", True
+    if not full_ids and is_id(v):
+        return short_id(text), True
     return text, False
 
 

@@ -135,6 +135,35 @@ async def test_sql_query_and_errors(fixture_store):
     assert fixture_store.read_bytes() == before
 
 
+async def test_sql_ids_short_by_default_and_whole_on_ctrl_t(fixture_store):
+    """Ids read as `sparkql sql` shows them (first 12 digits and an ellipsis); ctrl+t, listed in the
+    footer, shows them whole as `--full-ids` does, from the box or the results, and back."""
+    import hashlib
+
+    key = hashlib.sha256(b"a").hexdigest()
+    app = make_app(fixture_store)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await pilot.press("5")
+        app.query_one("#sql-input").value = "SELECT sha256('a') AS k, 'c-base' AS name, 3 AS n"
+        await pilot.press("enter")
+        await settle(pilot)
+        result = app.query_one("#sql-result", DataTable)
+        status = app.query_one("#sql-status", Static)
+        shown = app.screen.active_bindings["ctrl+t"]
+        assert shown.binding.description == "Full/short ids" and shown.binding.show
+        assert [str(c) for c in result.get_row_at(0)] == [key[:12] + "…", "c-base", "3"]
+        assert "ids by their first 12 digits (ctrl+t to switch)" in text_of(status)
+        await pilot.press("ctrl+t")  # the query box has focus: a control key, not text
+        await settle(pilot)
+        assert app.query_one("#sql-input").value.startswith("SELECT sha256")
+        assert [str(c) for c in result.get_row_at(0)] == [key, "c-base", "3"]
+        assert "ids whole" in text_of(status) and text_of(status).startswith("1 rows")
+        await pilot.press("escape", "ctrl+t")  # from the results too
+        await settle(pilot)
+        assert str(result.get_row_at(0)[0]) == key[:12] + "…"
+
+
 async def test_evals_samples_and_diff(fixture_store):
     app = make_app(fixture_store)
     async with app.run_test(size=(80, 24)) as pilot:

@@ -31,6 +31,7 @@ re-read every few seconds, so a `sparkql run` writing to it shows up live.
 | `Enter` | evals | the eval's problems and samples |
 | `Space`, `d` | evals | mark A; diff A (or the intact model) against the row |
 | `Enter`, `Esc` | SQL | run the query; leave the box (then `1`..`5`, `q` work again) |
+| `Ctrl+T` | SQL | ids whole (`sparkql sql --full-ids`) or by their first 12 digits |
 
 **Head map colors.** *score*: viridis, brighter = larger head score; `·` =
 not in the circuit. *cohort*: red = base heads, other colors = the checkpoint
