@@ -250,3 +250,24 @@ def test_fold_assignment_is_balanced_deterministic_and_seeded(seed):
     assert assign_folds(ids, 5, seed) == folds
     assert assign_folds(list(reversed(ids)), 5, seed) == list(reversed(folds))  # by row id, not position
     assert assign_folds(ids, 5, seed + 100) != folds
+
+
+def test_fewer_usable_pairs_than_folds_is_a_located_error_at_run_time(study, tmp_path, capsys):
+    """Check counts the dataset's rows; a pair dropped at run time (unequal token lengths) can leave
+    fewer usable pairs than folds: the fold's step stops with the statement and a hint, exit 2."""
+    d, _, _, base, _ = study
+    rows = [r for r in _pairs()[:2]] + [{"id": "long", "clean": "1+2=3. 1+2=", "corrupt": "10+2=12. 10+2="}]
+    (tmp_path / "few.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "few.spark").write_text(
+        f'model base = "{base}"\ndataset few = "few.jsonl" (clean = "clean", corrupt = "corrupt", id = "id")\n'
+        "set dtype = fp64\nset device = cpu\ncircuit few on base using eap_ig(steps = 2, top_n = 10, tau = 0) "
+        "with folds = 3\n")
+    from sparkql.cli.main import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["run", str(tmp_path / "few.spark"), "--db", str(tmp_path / "few.duckdb"), "-q"])
+    out = capsys.readouterr()
+    text = out.out + out.err
+    assert e.value.code == 2, text
+    assert "few.spark:5:1: error:" in text and "folds = 3, but few has only 2 usable pairs" in text
+    assert "hint: use folds <= 2" in text and "Traceback" not in text
