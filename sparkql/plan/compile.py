@@ -16,8 +16,9 @@ from sparkql.lang.parser import parse
 from sparkql.lang.resolve import resolve
 from sparkql.lang.study import RCircuit, RCohort, REval, RHeads, RIntervene, Study
 from sparkql.plan.steps import (
-    AggregateSpec, CircuitSpec, CohortMember, CohortSpec, Cost, EdgeScoresSpec, ExecOptions, Fold, FoldHeadsSpec, GenerateSpec, GradeSpec,
-    HeadExpr, HeadSetSpec, InterveneSpec, LoadModelSpec, ModelRef, Plan, RandomDraw, Step, step_key,
+    AggregateSpec, CircuitSpec, CohortMember, CohortSpec, Cost, EdgeScoresSpec, ExecOptions, Fold, FoldHeadsSpec,
+    GenerateSpec, GradeSpec, HeadExpr, HeadSetSpec, InterveneSpec, LoadModelSpec, ModelRef, Plan, RandomDraw, Step,
+    step_key,
 )
 
 
@@ -72,9 +73,10 @@ class _Builder:
         load = self.load(ref, c.span)
         keys = []
         for i in range(c.folds):
-            spec = EdgeScoresSpec(model=ref, dataset=c.dataset, params=c.params.scoring(), fold=Fold(k=c.folds, index=i))
-            keys.append(self.add("edge_scores", spec, f"edge scores {c.dataset.name} on {ref.label}, fold {i + 1}/{c.folds} "
-                                 "left out", [load], c.span, c.exec,
+            spec = EdgeScoresSpec(model=ref, dataset=c.dataset, params=c.params.scoring(),
+                                  fold=Fold(k=c.folds, index=i))
+            label = f"edge scores {c.dataset.name} on {ref.label}, fold {i + 1}/{c.folds} left out"
+            keys.append(self.add("edge_scores", spec, label, [load], c.span, c.exec,
                                  Cost(forward_backward=kept * c.params.ig_steps, forward=2 * kept)))
         return keys
 

@@ -386,7 +386,8 @@ class AggregateSpec(Frozen):
 
 StepSpec = Annotated[
     Union[
-        LoadModelSpec, EdgeScoresSpec, CircuitSpec, HeadSetSpec, FoldHeadsSpec, CohortSpec, InterveneSpec, GenerateSpec, GradeSpec, AggregateSpec
+        LoadModelSpec, EdgeScoresSpec, CircuitSpec, HeadSetSpec, FoldHeadsSpec, CohortSpec, InterveneSpec, GenerateSpec,
+        GradeSpec, AggregateSpec
     ],
     Field(discriminator="kind"),
 ]
