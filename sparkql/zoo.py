@@ -91,9 +91,22 @@ def preset_name(preset: str | None = None) -> str:
 
 
 def recipe(preset: str | None = None) -> dict:
-    """The full recipe of a preset (a copy), as recorded in ``zoo.json``."""
+    """The full recipe of a preset (a copy), as recorded in ``zoo.json``.
+
+    ``$SPARKQL_ZOO_SEED`` replaces the training seed and ``$SPARKQL_ZOO_THREADS`` the torch thread
+    count of the build (1 by default; another count changes the order of float reductions, as
+    another CPU does): both enter the recipe, hence its hash and cache folder, so a study can be
+    rerun on a zoo trained another way to check that a finding does not hang on one draw."""
     name = preset_name(preset)
-    return json.loads(json.dumps({"preset": name, "version": RECIPE_VERSION, **PRESETS[name]}))
+    r = json.loads(json.dumps({"preset": name, "version": RECIPE_VERSION, **PRESETS[name]}))
+    for key, env in (("seed", "SPARKQL_ZOO_SEED"), ("threads", "SPARKQL_ZOO_THREADS")):
+        value = os.environ.get(env)
+        if value:
+            if not value.isdigit() or (key == "threads" and int(value) < 1):
+                raise SparkError(f"{env} = {value!r} is not a {'positive ' if key == 'threads' else ''}whole number",
+                                 hint=f"unset it, or set e.g. {env}=1")
+            r[key] = int(value)
+    return r
 
 
 def _code_files() -> list[Path]:

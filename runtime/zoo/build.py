@@ -44,7 +44,8 @@ def _exclusive(lock_path: Path, log: Log) -> Iterator[None]:
 
 @contextlib.contextmanager
 def _threads(n: int) -> Iterator[None]:
-    """Pin torch's intra-op threads while building. One thread: a fixed count keeps the float
+    """Pin torch's intra-op threads while building (the recipe's ``threads``: 1 unless
+    ``$SPARKQL_ZOO_THREADS`` says otherwise). One thread: a fixed count keeps the float
     reductions, hence the weights, reproducible from the seed on any machine, and this model's
     matmuls are too small to gain from more. Measured on a busy 2-core machine, two threads
     made each step ~10x slower in CPU time (spin-waiting when other processes hold the cores)."""
@@ -174,7 +175,7 @@ def _build_into(out: Path, preset: str, rhash: str, log: Log) -> dict:
             log(f"  {stage_name} step {step}/{total}: " + ", ".join(f"{k}={e[k]}" for k in keys if k in e) + f"  ({when})")
         return show
 
-    with _threads(1):
+    with _threads(r.get("threads", 1)):
         with stage("tokenizer"):
             tok = build_char_tokenizer(None)
         with stage("base"):

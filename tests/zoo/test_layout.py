@@ -60,6 +60,24 @@ def test_recipe_hash_changes_with_the_recipe(monkeypatch):
     assert zoo.recipe_hash("tiny") != before
 
 
+def test_seed_and_threads_from_the_environment_enter_the_recipe(monkeypatch):
+    """Another training seed or thread count (as another CPU reduces in another order) is another
+    recipe: its own hash and cache folder, so a finding can be checked on a zoo trained otherwise."""
+    before, root = zoo.recipe_hash("tiny"), zoo.cache_root("tiny")
+    monkeypatch.setenv("SPARKQL_ZOO_SEED", "1")
+    assert zoo.recipe("tiny")["seed"] == 1 and zoo.recipe_hash("tiny") != before
+    seeded = zoo.recipe_hash("tiny")
+    monkeypatch.setenv("SPARKQL_ZOO_THREADS", "2")
+    assert zoo.recipe("tiny")["threads"] == 2 and zoo.recipe_hash("tiny") not in (before, seeded)
+    assert zoo.cache_root("tiny") != root
+    monkeypatch.setenv("SPARKQL_ZOO_THREADS", "0")
+    with pytest.raises(SparkError, match="SPARKQL_ZOO_THREADS"):
+        zoo.recipe("tiny")
+    monkeypatch.delenv("SPARKQL_ZOO_SEED")
+    monkeypatch.delenv("SPARKQL_ZOO_THREADS")
+    assert zoo.recipe_hash("tiny") == before
+
+
 def test_recipe_hash_covers_the_training_code():
     names = {f.name for f in zoo._code_files()}
     assert {"train.py", "grpo.py", "data.py", "build.py", "tiny.py"} <= names
