@@ -11,6 +11,8 @@ import pytest
 
 from sparkql.store.api import Store
 
+from .stores import q
+
 BOX = "<think>\nworking\n</think>\nThe answer is $\\boxed{{{}}}$."
 
 # problem -> gold, intact completions, ablated completions
@@ -51,14 +53,6 @@ def db(tmp_path_factory):
     r = cli("regrade", db=path)
     assert r.returncode == 0, r.stderr
     return path
-
-
-def q(db, sql, params=()):
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        return con.execute(sql, list(params)).fetchall()
-    finally:
-        con.close()
 
 
 def test_regrade_grades_and_computes_metrics(db):

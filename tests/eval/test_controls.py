@@ -4,16 +4,15 @@ checked against a reference computed here from the rows themselves."""
 
 from __future__ import annotations
 
-import json
 import statistics
 from collections import Counter
 
 import duckdb
 import pytest
 
-from sparkql.plan.compile import compile_text
-from sparkql.runtime.execution.executor import execute
 from sparkql.runtime.steps.controls import distinct_draws, draw_heads
+
+from .stores import q, run_study
 
 PROBLEMS = [
     {"qid": "a", "question": "What is 2 + 2?", "answer": "4"},
@@ -70,22 +69,7 @@ eval pass@k on probs with n = 2, k = [1, 2], temperature = 0, max_tokens = 8
 
 @pytest.fixture(scope="module")
 def run(tiny_qwen2, tmp_path_factory):
-    d = tmp_path_factory.mktemp("controls")
-    data = d / "probs.jsonl"
-    data.write_text("".join(json.dumps(p) + "\n" for p in PROBLEMS))
-    text = _study(tiny_qwen2, data)
-    db = d / "store.duckdb"
-    plan = compile_text(text)
-    summary = execute(plan, db, study_text=text, live=False)
-    return {"db": db, "summary": summary, "plan": plan}
-
-
-def q(db, sql, params=()):
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        return con.execute(sql, list(params)).fetchall()
-    finally:
-        con.close()
+    return run_study(tmp_path_factory.mktemp("controls"), PROBLEMS, lambda data: _study(tiny_qwen2, data))
 
 
 def test_each_draw_is_a_variant_with_its_own_heads(run):

@@ -3,11 +3,8 @@ through the compiler and the executor; then a rerun and a resume after a simulat
 
 from __future__ import annotations
 
-import json
-
 import duckdb
 import pytest
-import torch
 
 from sparkql.plan.compile import compile_text
 from sparkql.plan.steps import SamplingParams
@@ -15,6 +12,8 @@ from sparkql.runtime.execution.executor import execute
 from sparkql.runtime.generation.transformers_backend import GenRequest, generate_transformers
 from sparkql.runtime.models.interventions import HeadEditor, Variant
 from sparkql.runtime.models.loading import load_model
+
+from .stores import q, run_study
 
 PROBLEMS = [
     {"qid": "a", "question": "What is 2 + 2?", "answer": "4"},
@@ -36,21 +35,8 @@ eval pass@k on probs with n = 2, k = [1, 2], temperature = 0, max_tokens = 8
 
 @pytest.fixture(scope="module")
 def run(tiny_qwen2, tmp_path_factory):
-    d = tmp_path_factory.mktemp("e2e")
-    data = d / "probs.jsonl"
-    data.write_text("".join(json.dumps(p) + "\n" for p in PROBLEMS))
-    text = study(tiny_qwen2, data)
-    db = d / "store.duckdb"
-    summary = execute(compile_text(text), db, study_text=text, live=False)
-    return {"db": db, "text": text, "summary": summary, "model": tiny_qwen2}
-
-
-def q(db, sql, params=()):
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        return con.execute(sql, list(params)).fetchall()
-    finally:
-        con.close()
+    out = run_study(tmp_path_factory.mktemp("e2e"), PROBLEMS, lambda data: study(tiny_qwen2, data))
+    return {**out, "model": tiny_qwen2}
 
 
 def test_rows_for_intact_and_both_variants(run):
