@@ -20,13 +20,20 @@ def make_app(db, **kwargs) -> SparkqlApp:
     return app
 
 
-async def settle(pilot: Pilot, timeout: float = 15.0) -> None:
+async def settle(pilot: Pilot, timeout: float = 60.0) -> None:
     """Wait until thread workers have finished, their results have reached the screen (they hop
     back via call_from_thread) and the screen stops changing: two identical screenshots in a row
-    with no worker running. A fixed number of short pauses was not enough on a loaded machine."""
+    with nothing pending. A fixed number of short pauses was not enough on a loaded machine.
+
+    "Pending" covers every lazy step between a widget's data and its pixels: a worker not yet
+    finished, a DataTable that has not measured its new rows (it does so on its next Idle), and a
+    repaint or layout that a widget or the screen has asked for but the compositor has not done.
+    (One CI run snapshotted a table whose rows had arrived but whose columns still had their
+    header widths.) A screen that does not settle in `timeout` fails the test and names what
+    stayed pending, rather than snapshotting a half-drawn screen."""
     app = pilot.app
     deadline = time.monotonic() + timeout
-    last, stable = None, 0
+    last, stable, why = None, 0, []
     while time.monotonic() < deadline:
         try:
             await app.workers.wait_for_complete()
@@ -35,29 +42,44 @@ async def settle(pilot: Pilot, timeout: float = 15.0) -> None:
         await pilot.pause(0.02)
         for box in app.screen.query(Input):
             box.cursor_blink = False  # a blinking cursor would make snapshots flaky
+        why = _pending(app)
+        if why:
+            await pilot.pause()  # let DataTables measure and the screen repaint (pause forces a screen update)
+            stable = 0
+            last = None
+            continue
         shot = app.export_screenshot()
-        # Pending counts as busy: on a loaded machine a thread worker can wait to start longer
-        # than two polls, and its screen would look "stable" before its result arrived.
-        busy = any(not w.is_finished for w in app.workers) or _tables_pending(app)
-        stable = stable + 1 if (shot == last and not busy) else 0
+        stable = stable + 1 if shot == last else 0
         if stable >= 2:
-            break
+            await pilot.pause()
+            return
         last = shot
-    await pilot.pause()
+    raise AssertionError(f"the screen did not settle in {timeout:.0f} s; still pending: {', '.join(why) or 'the screenshot kept changing'}")
 
 
-def _tables_pending(app) -> bool:
-    """True while a DataTable has rows or cells whose column widths it has not measured yet.
+def _pending(app) -> list[str]:
+    """What still stands between the app's data and a final screenshot (empty when nothing does).
 
-    DataTable measures new rows on its next Idle event; until then columns keep their header
-    widths, and a snapshot taken then shows truncated cells (seen once on a cold CI run). Such a
-    table is prompted to go idle, and counts as busy. (Private state of the pinned Textual.)"""
-    pending = False
-    for table in app.screen.query(DataTable):
+    Reads private state of the pinned Textual (constraints.txt): DataTable measures new rows and
+    cells on its next Idle event, and until then its columns keep their header widths; widgets and
+    the screen flag a requested repaint or layout until the compositor has done it."""
+    why: list[str] = []
+    # The periodic store poll (poll_seconds > 0) starts a worker every few tenths of a second for
+    # as long as the app runs; on an unchanged store it changes nothing on screen, so it does not
+    # count (a poll that does change the screen keeps the screenshots from repeating).
+    if any(not w.is_finished and w.group != "poll" for w in app.workers):
+        why.append("a worker")
+    screen = app.screen
+    for table in screen.query(DataTable):
         if table._require_update_dimensions or table._new_rows or table._updated_cells:
             table.check_idle()
-            pending = True
-    return pending
+            why.append(f"DataTable #{table.id} not measured")
+    if screen._layout_required or screen._repaint_required or screen._dirty_widgets:
+        why.append("a screen repaint or layout")
+    for widget in screen.walk_children():
+        if widget.display and (widget._layout_required or widget._repaint_required):
+            why.append(f"{type(widget).__name__} #{widget.id} repaint")
+    return why
 
 
 def svg_text(svg: str | bytes) -> list[str]:
