@@ -71,10 +71,12 @@ def test_ctrl_c_stops_cleanly_and_the_rerun_resumes(tmp_path):
     end = time.monotonic() + 60
     while not held.exists() and p.poll() is None and time.monotonic() < end:
         time.sleep(0.02)
-    assert held.exists(), p.communicate(timeout=30)
+    assert held.exists(), p.communicate(timeout=180)
     assert calls(counter)[-1] == "circuit toy on ckpt[step=100]"  # the second circuit is in flight
     p.send_signal(signal.SIGINT)
-    out, err = p.communicate(timeout=30)
+    # Generous: on a loaded 2-core machine the interrupted run's clean shutdown (status row,
+    # lock release, interpreter exit) once took longer than 30 s.
+    out, err = p.communicate(timeout=180)
     assert p.returncode in (130, -signal.SIGINT), (p.returncode, err)
     assert "interrupted: " in out and "rerun the same command to resume at circuit toy on" in out
     assert not is_held(db)
