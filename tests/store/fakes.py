@@ -111,7 +111,7 @@ def run_fake_circuit(step: Step, ctx) -> "object":
     the head and the model, plus a few edges. SPARKQL_TEST_SLEEP slows it down (seconds);
     with SPARKQL_TEST_GATE=PATH the last checkpoint's circuit touches PATH.waiting and waits for PATH;
     with SPARKQL_TEST_HOLD=PATH the first checkpoint's circuit touches PATH and then waits (up to
-    60 s) for a signal, so a test can interrupt a step that is surely in flight."""
+    300 s) for a signal, so a test can interrupt a step that is surely in flight."""
     from sparkql.runtime.execution.context import StepOutput
 
     delay = float(os.environ.get("SPARKQL_TEST_SLEEP", "0") or 0)
@@ -121,7 +121,7 @@ def run_fake_circuit(step: Step, ctx) -> "object":
     hold = os.environ.get("SPARKQL_TEST_HOLD")
     if hold and spec.model.step == STEPS[0]:
         Path(hold).touch()
-        end = time.monotonic() + 60
+        end = time.monotonic() + 300  # long: on a loaded machine the test may signal late
         while time.monotonic() < end:  # a Ctrl-C (KeyboardInterrupt) ends the wait
             time.sleep(0.02)
     gate = os.environ.get("SPARKQL_TEST_GATE")
