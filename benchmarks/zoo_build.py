@@ -6,8 +6,9 @@ something measurable (docs/toy.md; issue 6).
 Builds into a fresh temporary directory (or ``--out``), prints wall and CPU time per
 stage, greedy accuracy of base / final SFT / final GRPO on the shipped easy and hard
 sets, the GRPO reward by quarter of training, and the trace share of each model. Exits
-1 when a goal fails. Goals (full preset): the whole build <= 300 s on 2 CPU cores; the
-base answers easy problems directly (>= 60%); SFT beats the base on hard problems; the
+1 when a goal fails. Goals (full preset): the whole build <= 600 s on 2 CPU cores (it was 300 s
+until the demo gained its ground truth: SFT now trains 800 steps through three heads and the
+MLPs only); the base answers easy problems (>= 60%); SFT beats the base on hard problems; the
 GRPO reward of the last quarter beats the first quarter.
 """
 
@@ -42,7 +43,7 @@ def main() -> int:
     print("  GRPO reward by quarter: " + " -> ".join(f"{x:.3f}" for x in rc["by_quarter"]))
     acc = m["accuracy"]
     goals = {
-        "build <= 300 s": wall <= 300,
+        "build <= 600 s": wall <= 600,
         "base easy >= 60%": acc["base"]["easy"]["accuracy"] >= 0.6,
         "sft hard > base hard": acc["sft"]["hard"]["accuracy"] > acc["base"]["hard"]["accuracy"],
         "grpo reward rises": rc["last"] > rc["first"],

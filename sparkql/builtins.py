@@ -56,6 +56,11 @@ BUILTIN_DATASETS: dict[str, BuiltinDataset] = {
             "toy_pairs", "zoo/pairs.jsonl", {"clean": "clean", "corrupt": "corrupt", "answer": "answer", "id": "id"},
             "math", "toy clean/corrupt prompt pairs for circuits (zoo)",
         ),
+        BuiltinDataset(
+            "toy_chain_pairs", "zoo/chain_pairs.jsonl",
+            {"clean": "clean", "corrupt": "corrupt", "answer": "answer", "id": "id"},
+            "math", "toy pairs at the chained trace's lookup: the previous result copied (zoo)",
+        ),
     ]
 }
 

@@ -184,7 +184,8 @@ def _build_into(out: Path, preset: str, rhash: str, log: Log) -> dict:
             enc = train.Encoder(tok)
             b = r["base"]
             hist = train.supervised(model, enc, train.base_batch(r), steps=b["steps"], batch=b["batch"], lr=b["lr"],
-                                    warmup=b["warmup"], seed=seed, log_every=50, on_log=progress("base"))
+                                    warmup=b["warmup"], seed=seed, log_every=50, on_log=progress("base"),
+                                    reserved_heads=b.get("reserved_heads", ()))
             train.save_hf(model, tok, out / "base")
             train.write_trainer_state(out / "base", step=b["steps"], max_steps=b["steps"], log_history=hist,
                                       save_every=b["steps"], batch_size=b["batch"])
@@ -193,7 +194,8 @@ def _build_into(out: Path, preset: str, rhash: str, log: Log) -> dict:
             s = r["sft"]
             train.supervised(sft_model, enc, train.sft_batch(r), steps=s["steps"], batch=s["batch"], lr=s["lr"],
                              warmup=max(1, s["steps"] // 10), seed=seed + 1, out_dir=out / "sft",
-                             save_every=s["save_every"], tokenizer=tok, log_every=10, on_log=progress("sft"))
+                             save_every=s["save_every"], tokenizer=tok, log_every=10, on_log=progress("sft"),
+                             train_only=s.get("train_only"))
         with stage("grpo"):
             grpo_model = copy.deepcopy(model)
             grpo_hist = grpo(grpo_model, tok, r["grpo"], seed=seed + 2,

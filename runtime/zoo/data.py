@@ -111,6 +111,9 @@ def hard_problem(rng: random.Random, form: str | None = None) -> Problem:
 
 
 def trace_text(p: Problem) -> str:
+    """The trace's lines. Each starts from the previous line's result (``4+5=9``, ``9-3=6``,
+    ``6+2=8``), so writing a line means copying that result: a lookup by content (the digits
+    after the last ``=``), which toy_chain_pairs probes."""
     return "\n".join(f"{lhs}={val}" for lhs, val in p.steps)
 
 
@@ -198,6 +201,48 @@ def pair_rows(seed: int = EVAL_SEED + 1, n: int = N_PAIRS) -> list[dict]:
     return rows
 
 
+def chain_pair_rows(seed: int = EVAL_SEED + 2, n: int = N_PAIRS) -> list[dict]:
+    """Clean/corrupt pairs at the chain's lookup: a hard problem's prompt, ``<think>``, its first
+    trace line, and the line break, so the next token is the first digit of the first result,
+    copied to start the second line (``...<think>\n4+5=9\n`` -> ``9``): the step that makes a
+    trace a chain, and the one a model that rarely traced (the base) has least practised. The
+    corrupt problem has the same form, the same first operand and lengths, and another first
+    result (a different first digit); neither result starts with the first operand's digit, so
+    a model that copied the problem's start instead predicts the same wrong token for both and
+    that path carries no signal."""
+    rng = random.Random(seed)
+
+    def usable(x: Problem) -> bool:
+        return str(x.steps[0][1])[0] != x.text[0]
+
+    rows: list[dict] = []
+    seen: set[str] = set()
+    while len(rows) < n:
+        p = hard_problem(rng)
+        if p.text in seen or not usable(p):
+            continue
+        seen.add(p.text)
+        q = None
+        for _ in range(200):  # some problems have no such partner (e.g. 1-... has results 0 and 1 only)
+            c = hard_problem(rng, _form(p))
+            a, b = str(p.steps[0][1]), str(c.steps[0][1])
+            if c.text[0] == p.text[0] and len(a) == len(b) and a[0] != b[0] and usable(c):
+                q = c
+                break
+        if q is None:
+            continue
+        i = len(rows)
+
+        def prompt(x: Problem) -> str:
+            return render_prompt(x.text) + f"<think>\n{x.steps[0][0]}={x.steps[0][1]}\n"
+
+        rows.append({
+            "id": f"chain-{i:03d}", "clean": prompt(p), "corrupt": prompt(q),
+            "answer": str(p.steps[0][1])[0], "corrupt_answer": str(q.steps[0][1])[0], "problem": p.text, "corrupt_problem": q.text,
+        })
+    return rows
+
+
 def dataset_rows() -> dict[str, list[dict]]:
     """Rows of the three shipped files."""
     probs = eval_problems()
@@ -207,6 +252,7 @@ def dataset_rows() -> dict[str, list[dict]]:
         for name, ps in probs.items()
     }
     out["pairs"] = pair_rows()
+    out["chain_pairs"] = chain_pair_rows()
     return out
 
 

@@ -145,13 +145,22 @@ def supervised(
     tokenizer=None,
     log_every: int = 10,
     on_log: Callable[[dict], None] | None = None,
+    reserved_heads: list[list[int]] | tuple = (),
+    train_only: dict | None = None,
 ) -> list[dict]:
     """Next-token training on (prompt, completion) pairs drawn fresh every step.
 
-    With ``out_dir`` and ``save_every``, writes ``checkpoint-N`` every N steps (and at the
-    end) with the log history so far. Returns the log history."""
+    ``reserved_heads`` ((layer, head) pairs) are silenced throughout and their ``o_proj``
+    columns zeroed at the end (:func:`silence_heads`). ``train_only`` (``heads``, ``mlp``: see
+    :func:`trainable_masks`) restricts what training may change; every other weight stays
+    bitwise as it was. With ``out_dir`` and ``save_every``, writes ``checkpoint-N`` every N
+    steps (and at the end) with the log history so far. Returns the log history."""
     rng = random.Random(seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=0.01)
+    hooks = _silence_hooks(model, reserved_heads) if reserved_heads else []
+    keep = trainable_masks(model, **train_only) if train_only else None
+    params = [p for p in model.parameters() if keep is None or p in keep]
+    frozen = {p: p.detach().clone() for p in params} if keep is not None else {}
+    opt = torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.98), weight_decay=0.01)
     model.train()
     history: list[dict] = []
     running, n_running, t0 = 0.0, 0, time.time()
@@ -160,9 +169,13 @@ def supervised(
             g["lr"] = lr_at(step, steps, lr, warmup)
         out = model(**enc.sft_batch(make_batch(rng, batch)))
         out.loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
+        if keep is not None:
+            with torch.no_grad():  # undo the step (and weight decay) outside the trainable slices
+                for p, m in keep.items():
+                    p.copy_(torch.where(m, p, frozen[p]))
         running += out.loss.item()
         n_running += 1
         done = step + 1
@@ -185,18 +198,89 @@ def supervised(
             write_trainer_state(ck, step=done, max_steps=steps, log_history=history, save_every=save_every,
                                 batch_size=batch)
             model.train()
+    for h in hooks:
+        h.remove()
+    if reserved_heads:
+        silence_heads(model, reserved_heads)
     model.eval()
     return history
+
+
+def trainable_masks(model, heads=(), mlp: bool = False) -> dict:
+    """Parameter -> boolean mask of the entries that training may change: the q/k/v rows and
+    o_proj columns of ``heads`` ((layer, head) pairs; kv rows only when the head has a kv head
+    of its own), and with ``mlp`` every MLP weight. Everything else stays bitwise as it was."""
+    cfg = model.config
+    d, n_heads, n_kv = cfg.head_dim, cfg.num_attention_heads, cfg.num_key_value_heads
+    masks: dict = {}
+
+    def mark(p, rows=None, cols=None):
+        m = masks.setdefault(p, torch.zeros_like(p, dtype=torch.bool))
+        if rows is not None:
+            m[rows] = True
+        if cols is not None:
+            m[:, cols] = True
+
+    for layer, head in heads:
+        attn = model.model.layers[layer].self_attn
+        rows = slice(head * d, (head + 1) * d)
+        for proj in ("q_proj",) + (("k_proj", "v_proj") if n_kv == n_heads else ()):
+            lin = getattr(attn, proj)
+            mark(lin.weight, rows=rows)
+            if lin.bias is not None:
+                mark(lin.bias, rows=rows)
+        mark(attn.o_proj.weight, cols=rows)
+    if mlp:
+        for layer in model.model.layers:
+            for p in layer.mlp.parameters():
+                masks[p] = torch.ones_like(p, dtype=torch.bool)
+    return masks
+
+
+def silence_heads(model, heads) -> None:
+    """Zero the o_proj columns of ``heads`` ((layer, head) pairs): their output is exactly 0, as it
+    was throughout the training that reserved them, while their q/k/v weights stay (random), so
+    later training can recruit them (o_proj gets gradients at once, q/k/v once o_proj moves)."""
+    d = model.config.head_dim
+    with torch.no_grad():
+        for layer, head in heads:
+            model.model.layers[layer].self_attn.o_proj.weight[:, head * d:(head + 1) * d] = 0
+
+
+def _silence_hooks(model, reserved) -> list:
+    """Forward pre-hooks on ``o_proj`` that zero the ``reserved`` heads' outputs ((layer, head)
+    pairs) while the model trains: it learns without them, and :func:`silence_heads` makes that
+    exact in the saved weights. Every edge from or into a silenced head then scores exactly 0."""
+    cfg = model.config
+    n_heads, head_dim = cfg.num_attention_heads, cfg.head_dim
+
+    def hook(layer_idx: int):
+        off = [h for l, h in reserved if l == layer_idx]
+
+        def pre(module, args):
+            if not module.training or not off:
+                return None
+            (x, *rest) = args
+            b, t, _ = x.shape
+            keep = torch.ones(1, 1, n_heads, 1, dtype=x.dtype)
+            keep[:, :, off] = 0
+            return (x.view(b, t, n_heads, head_dim).mul(keep).view(b, t, n_heads * head_dim), *rest)
+        return pre
+
+    return [layer.self_attn.o_proj.register_forward_pre_hook(hook(i)) for i, layer in enumerate(model.model.layers)]
 
 
 # --- what each supervised stage trains on ---------------------------------------------------
 
 def base_batch(recipe: dict) -> Callable[[random.Random, int], list[tuple[str, str]]]:
     """Pretraining mixture: easy and hard problems (hard eval set held out), mostly direct
-    answers, a small share of traces. A whole batch shares one prompt style (with or without
+    answers, a share of traces (``trace_share``, on the problem kinds in ``trace_kinds``: the
+    demo's base traces easy problems only, so a trace of one line is all it knows and chaining
+    lines is new to SFT). A whole batch shares one prompt style (with or without
     the instruction, see ``instruction_share``) so padding stays small."""
     held = data.held_out()
     trace_share = recipe["data"]["trace_share"]
+    trace_kinds = recipe["data"].get("trace_kinds", ("easy", "hard"))
     instr_share = recipe["data"]["instruction_share"]
 
     def make(rng: random.Random, n: int) -> list[tuple[str, str]]:
@@ -207,7 +291,8 @@ def base_batch(recipe: dict) -> Callable[[random.Random, int], list[tuple[str, s
             if p.text in held:
                 continue
             user = data.user_text(p.text, True, rng.choice(data.SEPARATORS)) if with_instr else p.text
-            rows.append((data.render_prompt(user), data.assistant_text(p, trace=rng.random() < trace_share)))
+            traced = rng.random() < trace_share and p.kind in trace_kinds
+            rows.append((data.render_prompt(user), data.assistant_text(p, trace=traced)))
         return rows
 
     return make

@@ -15,7 +15,8 @@ def _rows(name: str) -> list[dict]:
 
 def test_shipped_files_are_what_the_generator_writes(tmp_path):
     written = data.write_datasets(tmp_path)
-    for name, builtin in (("easy", "toy_easy"), ("hard", "toy_hard"), ("pairs", "toy_pairs")):
+    for name, builtin in (("easy", "toy_easy"), ("hard", "toy_hard"), ("pairs", "toy_pairs"),
+                          ("chain_pairs", "toy_chain_pairs")):
         assert written[name].read_bytes() == BUILTIN_DATASETS[builtin].path.read_bytes(), (
             f"sparkql/data/zoo/{name}.jsonl is stale: run python -m sparkql.runtime.zoo.data")
 
@@ -85,6 +86,28 @@ def test_pairs_are_equal_length_corruptions_that_change_the_result():
         # the prompt ends where the model computes the first intermediate result
         first = r["clean"].rsplit("<think>\n", 1)[1]
         assert first.endswith("=") and str(eval(first[:-1])) == r["answer"]  # noqa: S307
+
+
+def test_chain_pairs_stop_where_the_previous_result_is_copied():
+    """The next token is the first digit of the first line's result (what a chained trace writes
+    next); clean and corrupt have equal token lengths, the same first operand (what a trace that
+    copied the problem's start would write next) and different answers, neither equal to that operand."""
+    from sparkql.runtime.models.tiny import build_char_tokenizer
+
+    tok = build_char_tokenizer(None)
+    rows = _rows("toy_chain_pairs")
+    assert len(rows) == 32 and len({r["problem"] for r in rows}) == 32
+    for r in rows:
+        assert len(tok(r["clean"], add_special_tokens=False)["input_ids"]) == len(
+            tok(r["corrupt"], add_special_tokens=False)["input_ids"])
+        for prompt, problem, answer in ((r["clean"], r["problem"], r["answer"]),
+                                        (r["corrupt"], r["corrupt_problem"], r["corrupt_answer"])):
+            line = prompt.rsplit("<think>\n", 1)[1]
+            assert line.endswith("\n") and line.count("\n") == 1
+            lhs, result = line[:-1].split("=")
+            assert problem.startswith(lhs) and str(eval(lhs)) == result and result[0] == answer  # noqa: S307
+            assert answer != problem[0]
+        assert r["problem"][0] == r["corrupt_problem"][0] and r["answer"] != r["corrupt_answer"]
 
 
 def test_prompts_render_like_the_eval_stack():
