@@ -159,7 +159,10 @@ def supervised(
     hooks = _silence_hooks(model, reserved_heads) if reserved_heads else []
     keep = trainable_masks(model, **train_only) if train_only else None
     params = [p for p in model.parameters() if keep is None or p in keep]
-    frozen = {p: p.detach().clone() for p in params} if keep is not None else {}
+    # Only partly trainable tensors need restoring after a step (and a pristine copy to restore
+    # from); wholly trainable ones (the MLPs) are left to the optimizer.
+    partial = {p: m for p, m in keep.items() if not bool(m.all())} if keep is not None else {}
+    frozen = {p: p.detach().clone() for p in partial}
     opt = torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.98), weight_decay=0.01)
     model.train()
     history: list[dict] = []
@@ -172,10 +175,9 @@ def supervised(
         grad_norm = torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
-        if keep is not None:
-            with torch.no_grad():  # undo the step (and weight decay) outside the trainable slices
-                for p, m in keep.items():
-                    p.copy_(torch.where(m, p, frozen[p]))
+        with torch.no_grad():  # undo the step (and weight decay) outside the trainable slices
+            for p, m in partial.items():
+                p.copy_(torch.where(m, p, frozen[p]))
         running += out.loss.item()
         n_running += 1
         done = step + 1
