@@ -11,7 +11,7 @@ from textual.widgets import DataTable, Footer, Static
 
 from sparkql.tui import data
 from sparkql.tui.loader import load
-from sparkql.tui.widgets.tables import fmt, printable
+from sparkql.tui.widgets.tables import printable, set_rows
 
 
 class DiffScreen(Screen[None]):
@@ -57,16 +57,14 @@ class DiffScreen(Screen[None]):
         self.query_one("#side-a").border_title = "A"
         self.query_one("#side-b").border_title = "B"
         table = self.query_one("#diff-table", DataTable)
-        table.clear(columns=True)
-        table.add_columns("change", "problem", "acc A", "acc B", "gold", "A says", "B says")
-        for i, r in enumerate(diff.rows):
-            table.add_row(
-                Text(r.change, style="green" if r.change == "newly correct" else "red"),
-                *(fmt(v) for v in (r.problem_id, f"{r.acc_a:.2f}", f"{r.acc_b:.2f}", r.gold or "", r.extracted_a or "", r.extracted_b or "")),
-                key=str(i),
-            )
+        rows = [
+            (Text(r.change, style="green" if r.change == "newly correct" else "red"),
+             r.problem_id, f"{r.acc_a:.2f}", f"{r.acc_b:.2f}", r.gold or "", r.extracted_a or "", r.extracted_b or "")
+            for r in diff.rows
+        ] or [("no change", "", "", "", "", "", "")]
+        set_rows(table, ["change", "problem", "acc A", "acc B", "gold", "A says", "B says"], rows,
+                 keys=[str(i) for i in range(len(rows))])
         if not diff.rows:
-            table.add_row("no change", "", "", "", "", "", "")
             self._show(None)
         table.focus()
 

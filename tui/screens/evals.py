@@ -12,7 +12,7 @@ from textual.widgets import DataTable, Static
 from sparkql.tui import data
 from sparkql.tui.loader import LazyLoad, load
 from sparkql.tui.messages import OpenDiff, OpenSamples
-from sparkql.tui.widgets.tables import fmt
+from sparkql.tui.widgets.tables import set_rows
 
 
 def _delta(value: float | None) -> Text:
@@ -85,31 +85,28 @@ class EvalsView(LazyLoad, Vertical):
     def _loaded(self, t: data.Table) -> None:
         table = self.query_one(DataTable)
         keep = table.cursor_row
-        table.clear(columns=True)
         idx = {c: i for i, c in enumerate(t.columns)}
         with_controls = any(r[idx["controls"]] for r in t.rows)
-        table.add_columns("", "dataset", "model", "variant", "metric", "value", "±stderr", "Δ vs intact",
-                          *(["vs controls"] if with_controls else []), "ok/none/trunc/t-o/err")
-        self._row_evals = []
-        for i, r in enumerate(t.rows):
-            eval_id = r[idx["eval_id"]]
-            self._row_evals.append(eval_id)
-            table.add_row(
-                "A" if eval_id == self.marked else "",
-                fmt(r[idx["dataset"]]),
-                fmt(r[idx["model"]]),
-                fmt(r[idx["variant"]]),
-                fmt(r[idx["metric"]]),
-                Text(f"{r[idx['value']]:.3f}") if r[idx["value"]] is not None else fmt(None),
-                Text(f"±{r[idx['stderr']]:.3f}", style="dim") if r[idx["stderr"]] is not None else fmt(None),
+        columns = ["", "dataset", "model", "variant", "metric", "value", "±stderr", "Δ vs intact",
+                   *(["vs controls"] if with_controls else []), "ok/none/trunc/t-o/err"]
+        self._row_evals = [r[idx["eval_id"]] for r in t.rows]
+        rows = [
+            (
+                "A" if r[idx["eval_id"]] == self.marked else "",
+                r[idx["dataset"]],
+                r[idx["model"]],
+                r[idx["variant"]],
+                r[idx["metric"]],
+                Text(f"{r[idx['value']]:.3f}") if r[idx["value"]] is not None else None,
+                Text(f"±{r[idx['stderr']]:.3f}", style="dim") if r[idx["stderr"]] is not None else None,
                 _delta(r[idx["delta"]]),
                 *([_controls(r, idx)] if with_controls else []),
                 _statuses(r, idx),
-                key=f"{i}",
             )
-        if not t.rows:
-            table.add_row("", "no evaluations in this store yet", "", "", "", "", "", "", "", *([""] if with_controls else []))
-        elif keep < len(t.rows):
+            for r in t.rows
+        ] or [("", "no evaluations in this store yet", *[""] * (len(columns) - 2))]
+        set_rows(table, columns, rows, keys=[str(i) for i in range(len(rows))])
+        if t.rows and keep < len(t.rows):
             table.move_cursor(row=keep, animate=False)
         self._apply_focus()
 

@@ -12,7 +12,7 @@ from textual.widgets import DataTable, Static, Tree
 from sparkql.tui import data
 from sparkql.tui.loader import LazyLoad, load
 from sparkql.tui.messages import OpenCohort, OpenEvals, OpenHeadMap, RunSelected
-from sparkql.tui.widgets.tables import fmt
+from sparkql.tui.widgets.tables import set_rows
 
 
 class RunsView(LazyLoad, Vertical):
@@ -45,13 +45,13 @@ class RunsView(LazyLoad, Vertical):
         self._runs = runs
         table = self.query_one("#runs-table", DataTable)
         keep = table.cursor_row
-        table.clear(columns=True)
-        table.add_columns("study", "status", "started", "steps")
-        table.add_row("(all results)", "", "", "", key=data.ALL_RUNS)
+        rows, keys = [("(all results)", "", "", "")], [data.ALL_RUNS]
         for r in runs:
             started = r.started_at.strftime("%m-%d %H:%M") if hasattr(r.started_at, "strftime") else r.started_at
             study = os.path.basename(r.study_path) if r.study_path else r.run_id
-            table.add_row(fmt(study), fmt(r.status), fmt(started), fmt(r.n_steps), key=r.run_id)
+            rows.append((study, r.status, started, r.n_steps))
+            keys.append(r.run_id)
+        set_rows(table, ["study", "status", "started", "steps"], rows, keys=keys)
         table.move_cursor(row=min(keep, len(runs)), animate=False)
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:

@@ -7,6 +7,7 @@ import math
 from typing import Any
 
 from rich.text import Text
+from textual.render import measure
 from textual.widgets import DataTable
 
 from sparkql.tui.data import Table
@@ -56,12 +57,26 @@ def _fmt(value: Any) -> str:
     return text if len(text) <= 60 else text[:59] + "…"
 
 
+def set_rows(table: DataTable, columns: list[str], rows: list[tuple], *, keys: list[str] | None = None) -> None:
+    """Replace a DataTable's columns and rows, each column as wide as its widest cell.
+
+    The widths are fixed here, when the rows arrive. Left to itself, Textual's DataTable measures
+    new rows on its next Idle event and keeps the rows it rendered before that in caches keyed
+    without column widths, so a table painted in between could keep its header widths ("emerge"
+    for "emergent") until the cursor moved; a CI snapshot caught it."""
+    table.clear(columns=True)
+    cells = [[fmt(v) for v in r] for r in rows]
+    console = table.app.console
+    for j, label in enumerate(columns):
+        header = Text(label)  # a Text: a string label would be parsed as markup
+        table.add_column(header, width=max([measure(console, header, 1), *(measure(console, r[j], 1) for r in cells)]))
+    for i, r in enumerate(cells):
+        table.add_row(*r, key=keys[i] if keys else None)
+
+
 def fill(table: DataTable, result: Table, *, keys: list[str] | None = None) -> None:
     """Replace a DataTable's columns and rows with ``result``, keeping the cursor row if it still exists."""
     row = table.cursor_row
-    table.clear(columns=True)
-    table.add_columns(*result.columns)
-    for i, r in enumerate(result.rows):
-        table.add_row(*(fmt(v) for v in r), key=keys[i] if keys else None)
+    set_rows(table, list(result.columns), list(result.rows), keys=keys)
     if result.rows:
         table.move_cursor(row=min(max(row, 0), len(result.rows) - 1), animate=False)
