@@ -256,20 +256,22 @@ def _silence_hooks(model, reserved) -> list:
     cfg = model.config
     n_heads, head_dim = cfg.num_attention_heads, cfg.head_dim
 
-    def hook(layer_idx: int):
-        off = [h for l, h in reserved if l == layer_idx]
+    def hook(off: list[int]):
+        keep = torch.ones(1, 1, n_heads, 1)  # built once per layer, not on every forward
+        keep[:, :, off] = 0
 
         def pre(module, args):
-            if not module.training or not off:
+            if not module.training:
                 return None
             (x, *rest) = args
             b, t, _ = x.shape
-            keep = torch.ones(1, 1, n_heads, 1, dtype=x.dtype)
-            keep[:, :, off] = 0
-            return (x.view(b, t, n_heads, head_dim).mul(keep).view(b, t, n_heads * head_dim), *rest)
+            return (x.view(b, t, n_heads, head_dim).mul(keep.to(x.dtype)).view(b, t, n_heads * head_dim), *rest)
         return pre
 
-    return [layer.self_attn.o_proj.register_forward_pre_hook(hook(i)) for i, layer in enumerate(model.model.layers)]
+    by_layer: dict[int, list[int]] = {}
+    for layer, head in reserved:
+        by_layer.setdefault(layer, []).append(head)
+    return [model.model.layers[i].self_attn.o_proj.register_forward_pre_hook(hook(off)) for i, off in by_layer.items()]
 
 
 # --- what each supervised stage trains on ---------------------------------------------------
