@@ -17,6 +17,7 @@ import fcntl
 import json
 import os
 import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Callable, Iterator
@@ -97,11 +98,12 @@ def _unwritable(d: Path, e: OSError):
 
 
 def _check_writable(d: Path) -> None:
-    probe = d / f".write-probe-{os.getpid()}"
+    # A probe of its own (not one name per pid): two builders in one process, e.g. two
+    # threads, would otherwise unlink each other's probe and fail with "No such file".
     try:
         d.mkdir(parents=True, exist_ok=True)
-        probe.write_bytes(b"")
-        probe.unlink()
+        with tempfile.NamedTemporaryFile(dir=d, prefix=".write-probe-"):
+            pass
     except OSError as e:
         raise _unwritable(d, e) from None
 

@@ -182,3 +182,25 @@ def test_the_margins_tell_signal_from_noise():
     assert _z(0.20, 0.15, 80) < 1.645  # 16 vs 12 of 80: noise
     assert _z(0.325, 0.1625, 80) > 1.645  # 26 vs 13 of 80: a difference
     assert _z(0.0, 0.0, 80) == -math.inf and _z(1.0, 0.0, 80) == math.inf
+
+
+def test_builders_in_one_process_probe_the_cache_without_racing(tmp_path):
+    """Threads checking one cache directory at once all find it writable (no shared probe file)."""
+    from sparkql.runtime.zoo.build import _check_writable
+
+    errors: list[Exception] = []
+
+    def probe_many():
+        try:
+            for _ in range(300):
+                _check_writable(tmp_path)
+        except Exception as e:  # noqa: BLE001 - the test reports whatever a thread raised
+            errors.append(e)
+
+    threads = [threading.Thread(target=probe_many) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert list(tmp_path.iterdir()) == []  # every probe removed
