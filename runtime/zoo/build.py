@@ -165,14 +165,15 @@ def _build_into(out: Path, preset: str, rhash: str, log: Log) -> dict:
             log(f"{name}: {timings[name]:.1f}s wall, {cpu[name]:.1f}s cpu")
         return timed()
 
-    def progress(stage_name: str) -> Callable[[dict], None]:
-        total = r[stage_name]["steps"]
+    def progress(stage_name: str, total: int | None = None, offset: int = 0) -> Callable[[dict], None]:
+        """A log line per logged step; ``offset``: steps of the stage done before this part of it."""
+        total = total or r[stage_name]["steps"]
         t0 = time.perf_counter()
 
         def show(e: dict) -> None:
             keys = ("loss", "reward", "completions/trace_share")
-            step, elapsed = e["step"], time.perf_counter() - t0
-            left = elapsed / step * (total - step) if step else None
+            step, elapsed = e["step"] + offset, time.perf_counter() - t0
+            left = elapsed / (step - offset) * (total - step) if step > offset else None
             when = f"{elapsed:.0f}s" + (f", ~{left:.0f}s left in {stage_name}" if left is not None and step < total else "")
             log(f"  {stage_name} step {step}/{total}: " + ", ".join(f"{k}={e[k]}" for k in keys if k in e) + f"  ({when})")
         return show
@@ -185,12 +186,31 @@ def _build_into(out: Path, preset: str, rhash: str, log: Log) -> dict:
             model = train.new_model(r["model"], tok, seed)
             enc = train.Encoder(tok)
             b = r["base"]
+            # Reserved heads and the future copies are silenced while the base trains; the copies
+            # then take their source's weights (train.copy_heads).
+            copies = b.get("copies", [])
+            silent = [*b.get("reserved_heads", []), *(t for _, targets in copies for t in targets)]
+            rg = b.get("regrow")
+            base_steps = b["steps"] + (rg["steps"] if rg else 0)
             hist = train.supervised(model, enc, train.base_batch(r), steps=b["steps"], batch=b["batch"], lr=b["lr"],
-                                    warmup=b["warmup"], seed=seed, log_every=50, on_log=progress("base"),
-                                    reserved_heads=b.get("reserved_heads", ()))
+                                    warmup=b["warmup"], seed=seed, log_every=50,
+                                    on_log=progress("base", total=base_steps), reserved_heads=silent)
+            train.copy_heads(model, copies, noise=rg["noise"] if rg else 0.0, seed=seed + 11)
+            if rg:
+                # The copies, perturbed, train on with the rest of the base, each dropped from an
+                # example with probability head_dropout: they become different heads that stay
+                # redundant (no one of them is indispensable).
+                group = [h for src, targets in copies for h in (src, *targets)]
+                more = train.supervised(model, enc, train.base_batch(r), steps=rg["steps"], batch=b["batch"],
+                                        lr=rg["lr"], warmup=rg["warmup"], seed=seed + 5, log_every=50,
+                                        on_log=progress("base", total=base_steps, offset=b["steps"]),
+                                        reserved_heads=b.get("reserved_heads", []),
+                                        head_dropout=(group, rg["head_dropout"]))
+                hist += [{**e, "step": e["step"] + b["steps"]} for e in more]
+                hist = [{**e, "epoch": round(e["step"] / base_steps, 4)} for e in hist]
             train.save_hf(model, tok, out / "base")
-            train.write_trainer_state(out / "base", step=b["steps"], max_steps=b["steps"], log_history=hist,
-                                      save_every=b["steps"], batch_size=b["batch"])
+            train.write_trainer_state(out / "base", step=base_steps, max_steps=base_steps, log_history=hist,
+                                      save_every=base_steps, batch_size=b["batch"])
         with stage("sft"):
             sft_model = copy.deepcopy(model)
             s = r["sft"]

@@ -147,22 +147,22 @@ def supervised(
     on_log: Callable[[dict], None] | None = None,
     reserved_heads: list[list[int]] | tuple = (),
     train_only: dict | None = None,
+    head_dropout: tuple[list, float] | None = None,
 ) -> list[dict]:
     """Next-token training on (prompt, completion) pairs drawn fresh every step.
 
     ``reserved_heads`` ((layer, head) pairs) are silenced throughout and their ``o_proj``
-    columns zeroed at the end (:func:`silence_heads`). ``train_only`` (``heads``, ``mlp``: see
+    columns zeroed at the end (:func:`silence_heads`). ``head_dropout`` ``(heads, p)`` drops each
+    of ``heads`` from each example with probability ``p`` (:func:`_dropout_hooks`). ``train_only`` (``heads``, ``mlp``: see
     :func:`trainable_masks`) restricts what training may change; every other weight stays
     bitwise as it was. With ``out_dir`` and ``save_every``, writes ``checkpoint-N`` every N
     steps (and at the end) with the log history so far. Returns the log history."""
     rng = random.Random(seed)
     hooks = _silence_hooks(model, reserved_heads) if reserved_heads else []
-    keep = trainable_masks(model, **train_only) if train_only else None
-    params = [p for p in model.parameters() if keep is None or p in keep]
-    # Only partly trainable tensors need restoring after a step (and a pristine copy to restore
-    # from); wholly trainable ones (the MLPs) are left to the optimizer.
-    partial = {p: m for p, m in keep.items() if not bool(m.all())} if keep is not None else {}
-    frozen = {p: p.detach().clone() for p in partial}
+    if head_dropout:
+        hooks += _dropout_hooks(model, *head_dropout, seed=seed)
+    only = Restriction(model, train_only)
+    params = only.params
     opt = torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.98), weight_decay=0.01)
     model.train()
     history: list[dict] = []
@@ -175,9 +175,7 @@ def supervised(
         grad_norm = torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
-        with torch.no_grad():  # undo the step (and weight decay) outside the trainable slices
-            for p, m in partial.items():
-                p.copy_(torch.where(m, p, frozen[p]))
+        only.restore()  # undo the step (and weight decay) outside the trainable slices
         running += out.loss.item()
         n_running += 1
         done = step + 1
@@ -206,6 +204,26 @@ def supervised(
         silence_heads(model, reserved_heads)
     model.eval()
     return history
+
+
+class Restriction:
+    """What a training restricted by ``train_only`` (``heads``, ``mlp``: :func:`trainable_masks`)
+    may change: ``params`` for the optimizer, and :meth:`restore` to call after each step, which
+    puts every entry outside the trainable slices back bitwise. Without ``train_only`` every
+    parameter trains and restore does nothing."""
+
+    def __init__(self, model, train_only: dict | None):
+        keep = trainable_masks(model, **train_only) if train_only else None
+        self.params = [p for p in model.parameters() if keep is None or p in keep]
+        # Only partly trainable tensors need restoring (and a pristine copy to restore from);
+        # wholly trainable ones (the MLPs) are left to the optimizer.
+        self._partial = {p: m for p, m in keep.items() if not bool(m.all())} if keep is not None else {}
+        self._frozen = {p: p.detach().clone() for p in self._partial}
+
+    def restore(self) -> None:
+        with torch.no_grad():
+            for p, trainable in self._partial.items():
+                p.copy_(torch.where(trainable, p, self._frozen[p]))
 
 
 def trainable_masks(model, heads=(), mlp: bool = False) -> dict:
@@ -249,6 +267,43 @@ def silence_heads(model, heads) -> None:
             model.model.layers[layer].self_attn.o_proj.weight[:, head * d:(head + 1) * d] = 0
 
 
+def copy_heads(model, copies, noise: float = 0.0, seed: int = 0) -> None:
+    """Make heads exact copies of another head of their layer: for each ``(source, targets)``
+    ((layer, head) pairs), the targets get the source's q/k/v rows, and the source and its copies
+    each get 1/(1 + len(targets)) of the source's o_proj columns. The model computes exactly what
+    it did (the copies see the same inputs with the same weights, and their outputs add up to the
+    source's), but its base heads are now redundant, as heads of large models are: zero-ablating one
+    copy scales that head's contribution by len(targets)/(1 + len(targets)) instead of removing it.
+    With ``noise`` > 0 each copy's q/k/v rows get Gaussian noise of ``noise`` times their standard
+    deviation (seeded by ``seed``), so that further training (with head dropout) can make the
+    copies diverge into different heads that stay redundant. Needs a kv head per query head (a
+    copy's k/v rows are its own)."""
+    cfg = model.config
+    d = cfg.head_dim
+    if cfg.num_key_value_heads != cfg.num_attention_heads:
+        raise ValueError("copy_heads needs a kv head per query head")
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for (layer, head), targets in copies:
+            attn = model.model.layers[layer].self_attn
+            src = slice(head * d, (head + 1) * d)
+            share = attn.o_proj.weight[:, src] / (1 + len(targets))
+            for t_layer, t_head in targets:
+                if t_layer != layer:
+                    raise ValueError(f"a copy of L{layer}H{head} must be in layer {layer}, not {t_layer}")
+                dst = slice(t_head * d, (t_head + 1) * d)
+                for proj in ("q_proj", "k_proj", "v_proj"):
+                    lin = getattr(attn, proj)
+                    lin.weight[dst] = lin.weight[src]
+                    if lin.bias is not None:
+                        lin.bias[dst] = lin.bias[src]
+                    if noise:
+                        w = lin.weight[dst]
+                        lin.weight[dst] = w + noise * w.std() * torch.randn(w.shape, generator=gen, dtype=w.dtype)
+                attn.o_proj.weight[:, dst] = share
+            attn.o_proj.weight[:, src] = share
+
+
 def _silence_hooks(model, reserved) -> list:
     """Forward pre-hooks on ``o_proj`` that zero the ``reserved`` heads' outputs ((layer, head)
     pairs) while the model trains: it learns without them, and :func:`silence_heads` makes that
@@ -272,6 +327,30 @@ def _silence_hooks(model, reserved) -> list:
     for layer, head in reserved:
         by_layer.setdefault(layer, []).append(head)
     return [model.model.layers[i].self_attn.o_proj.register_forward_pre_hook(hook(off)) for i, off in by_layer.items()]
+
+
+def _dropout_hooks(model, heads, p: float, seed: int) -> list:
+    """Forward pre-hooks on ``o_proj`` that, while the model trains, zero each of ``heads``
+    ((layer, head) pairs) in each example with probability ``p`` and scale the kept ones by
+    1/(1 - p) (inverted dropout, per head): the model learns not to depend on any one of them."""
+    cfg = model.config
+    n_heads, head_dim = cfg.num_attention_heads, cfg.head_dim
+    gen = torch.Generator().manual_seed(seed)
+
+    def hook(layer_idx: int):
+        mine = [h for l, h in heads if l == layer_idx]
+
+        def pre(module, args):
+            if not module.training or not mine:
+                return None
+            (x, *rest) = args
+            b, t, _ = x.shape
+            keep = torch.ones(b, 1, n_heads, 1)
+            keep[:, :, mine] = (torch.rand(b, 1, len(mine), 1, generator=gen) >= p).float() / (1 - p)
+            return (x.view(b, t, n_heads, head_dim).mul(keep.to(x.dtype)).view(b, t, n_heads * head_dim), *rest)
+        return pre
+
+    return [layer.self_attn.o_proj.register_forward_pre_hook(hook(i)) for i, layer in enumerate(model.model.layers)]
 
 
 # --- what each supervised stage trains on ---------------------------------------------------

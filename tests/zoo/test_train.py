@@ -94,3 +94,68 @@ def test_the_demo_base_traces_easy_problems_only():
     assert traced and all(c.count("=") == 2 for _, c in traced)  # one trace line, then the answer
     hard = [c for p, c in rows if p.count("+") + p.count("-") >= 3]
     assert hard and all(c.startswith("<think>\n\n</think>") for c in hard)
+
+
+def test_copied_heads_leave_the_function_unchanged_and_make_a_head_redundant():
+    # A reference that does not share copy_heads: the source head's own output, taken with a hook
+    # before the copy, scaled by hand.
+    tok = build_char_tokenizer(None)
+    enc = train.Encoder(tok)
+    model = train.new_model(SHAPE, tok, 0).double()
+    batch = _batch(enc)
+    d = model.config.head_dim
+    attn = model.model.layers[1].self_attn
+    train.silence_heads(model, [[1, 1], [1, 2]])  # as the base trains them: silent until copied
+    before = _logits(model, batch)
+    seen = {}
+    h = attn.o_proj.register_forward_pre_hook(lambda m, args: seen.__setitem__("z", args[0].clone()))
+    _logits(model, batch)
+    h.remove()
+    head0 = seen["z"][..., :d] @ attn.o_proj.weight[:, :d].T  # head 0's write into the residual
+    train.copy_heads(model, [[[1, 0], [[1, 1], [1, 2]]]])
+    assert torch.allclose(_logits(model, batch), before, atol=1e-10)  # the same function
+    for proj in ("q_proj", "k_proj", "v_proj"):
+        w = getattr(attn, proj).weight
+        assert torch.equal(w[d:2 * d], w[:d]) and torch.equal(w[2 * d:3 * d], w[:d])
+    # Zeroing one copy takes away a third of head 0's write, not all of it: compare with removing
+    # head0 / 3 from o_proj's output by hand on the original model.
+    col = attn.o_proj.weight[:, 2 * d:3 * d].clone()
+    attn.o_proj.weight.data[:, 2 * d:3 * d] = 0
+    ablated = _logits(model, batch)
+    attn.o_proj.weight.data[:, 2 * d:3 * d] = col
+    h = attn.o_proj.register_forward_hook(lambda m, args, out: out - head0 / 3)
+    by_hand = _logits(model, batch)
+    h.remove()
+    assert torch.allclose(ablated, by_hand, atol=1e-10)
+
+
+def test_head_dropout_drops_whole_heads_per_example_and_only_while_training():
+    tok = build_char_tokenizer(None)
+    enc = train.Encoder(tok)
+    model = train.new_model(SHAPE, tok, 0)
+    d, n_heads = model.config.head_dim, model.config.num_attention_heads
+    attn = model.model.layers[1].self_attn
+    seen = []
+    probe = attn.o_proj.register_forward_pre_hook(lambda m, args: seen.append(args[0].detach().clone()), prepend=True)
+    hooks = train._dropout_hooks(model, [[1, 0], [1, 2]], 0.5, seed=0)
+    after = []
+    last = attn.o_proj.register_forward_pre_hook(lambda m, args: after.append(args[0].detach().clone()))
+    batch = _batch(enc, n=64)
+    model.eval()
+    _logits(model, batch)
+    assert torch.equal(seen[-1], after[-1])  # no dropout at inference
+    model.train()
+    _logits(model, batch)
+    x, y = seen[-1].view(64, -1, n_heads, d), after[-1].view(64, -1, n_heads, d)
+    dropped = 0
+    for h in range(n_heads):
+        if h not in (0, 2):
+            assert torch.equal(y[:, :, h], x[:, :, h])  # other heads untouched
+            continue
+        for i in range(64):  # each example keeps the whole head, scaled by 1/(1 - p), or loses it
+            gone = bool((y[i, :, h] == 0).all())
+            dropped += gone
+            assert gone or torch.allclose(y[i, :, h], 2 * x[i, :, h])
+    assert 30 <= dropped <= 98  # about half of 2 x 64
+    for hk in (probe, last, *hooks):
+        hk.remove()
