@@ -6,10 +6,11 @@ something measurable (docs/toy.md; issue 6).
 Builds into a fresh temporary directory (or ``--out``), prints wall and CPU time per
 stage, greedy accuracy of base / final SFT / final GRPO on the shipped easy and hard
 sets, the GRPO reward by quarter of training, and the trace share of each model. Exits
-1 when a goal fails. Goals (full preset): the whole build <= 600 s on 2 CPU cores (it was 300 s
-until the demo gained its ground truth: SFT now trains 800 steps through three heads and the
-MLPs only); the base answers easy problems (>= 60%); SFT beats the base on hard problems; the
-GRPO reward of the last quarter beats the first quarter.
+1 when a goal fails. Goals (full preset): the whole build <= 900 s on 2 CPU cores (it was 300 s
+until the demo gained its ground truth: SFT trains 800 steps through three heads and the MLPs
+only; then 600 s, until the base gained its redundant heads, 200 steps more, and GRPO went from
+80 steps of 8 prompts to 160 of 16: 794 s alone); the base answers easy problems (>= 60%); SFT beats the base
+on hard problems; the GRPO reward of the last quarter beats the first quarter.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def main() -> int:
     print("  GRPO reward by quarter: " + " -> ".join(f"{x:.3f}" for x in rc["by_quarter"]))
     acc = m["accuracy"]
     goals = {
-        "build <= 600 s": wall <= 600,
+        "build <= 900 s": wall <= 900,
         "base easy >= 60%": acc["base"]["easy"]["accuracy"] >= 0.6,
         "sft hard > base hard": acc["sft"]["hard"]["accuracy"] > acc["base"]["hard"]["accuracy"],
         "grpo reward rises": rc["last"] > rc["first"],
