@@ -278,6 +278,8 @@ def copy_heads(model, copies, noise: float = 0.0, seed: int = 0) -> None:
     deviation (seeded by ``seed``), so that further training (with head dropout) can make the
     copies diverge into different heads that stay redundant. Needs a kv head per query head (a
     copy's k/v rows are its own)."""
+    if not copies:
+        return
     cfg = model.config
     d = cfg.head_dim
     if cfg.num_key_value_heads != cfg.num_attention_heads:
