@@ -71,7 +71,7 @@ _RESERVED = [[1, 3], [2, 3], [3, 3]]
 _COPIES = [[[layer, 0], [[layer, 1], [layer, 2]]] for layer in (1, 2, 3)]
 
 # Every number that shapes the zoo. Step counts and learning rates were chosen so the full build
-# takes about 12 minutes on 2 CPU cores, and so the demo's findings held on two draws
+# takes about 13 minutes on 2 CPU cores, and so the demo's findings held on two draws
 # (SPARKQL_ZOO_SEED=0 and 1 with another CPU code path; docs/toy.md).
 PRESETS: dict[str, dict] = {
     "full": {

@@ -153,16 +153,20 @@ def supervised(
 
     ``reserved_heads`` ((layer, head) pairs) are silenced throughout and their ``o_proj``
     columns zeroed at the end (:func:`silence_heads`). ``head_dropout`` ``(heads, p)`` drops each
-    of ``heads`` from each example with probability ``p`` (:func:`_dropout_hooks`). ``train_only`` (``heads``, ``mlp``: see
-    :func:`trainable_masks`) restricts what training may change; every other weight stays
+    of ``heads`` from each example with probability ``p`` (:func:`_dropout_hooks`).
+    ``train_only`` (``heads``, ``mlp``: see :func:`trainable_masks`) restricts what training may change; every other weight stays
     bitwise as it was. With ``out_dir`` and ``save_every``, writes ``checkpoint-N`` every N
     steps (and at the end) with the log history so far. Returns the log history."""
     rng = random.Random(seed)
     hooks = _silence_hooks(model, reserved_heads) if reserved_heads else []
     if head_dropout:
         hooks += _dropout_hooks(model, *head_dropout, seed=seed)
-    only = Restriction(model, train_only)
-    params = only.params
+    keep = trainable_masks(model, **train_only) if train_only else None
+    params = [p for p in model.parameters() if keep is None or p in keep]
+    # Only partly trainable tensors need restoring after a step (and a pristine copy to restore
+    # from); wholly trainable ones (the MLPs) are left to the optimizer.
+    partial = {p: m for p, m in keep.items() if not bool(m.all())} if keep is not None else {}
+    frozen = {p: p.detach().clone() for p in partial}
     opt = torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.98), weight_decay=0.01)
     model.train()
     history: list[dict] = []
@@ -175,7 +179,9 @@ def supervised(
         grad_norm = torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
-        only.restore()  # undo the step (and weight decay) outside the trainable slices
+        with torch.no_grad():  # undo the step (and weight decay) outside the trainable slices
+            for p, m in partial.items():
+                p.copy_(torch.where(m, p, frozen[p]))
         running += out.loss.item()
         n_running += 1
         done = step + 1
@@ -204,26 +210,6 @@ def supervised(
         silence_heads(model, reserved_heads)
     model.eval()
     return history
-
-
-class Restriction:
-    """What a training restricted by ``train_only`` (``heads``, ``mlp``: :func:`trainable_masks`)
-    may change: ``params`` for the optimizer, and :meth:`restore` to call after each step, which
-    puts every entry outside the trainable slices back bitwise. Without ``train_only`` every
-    parameter trains and restore does nothing."""
-
-    def __init__(self, model, train_only: dict | None):
-        keep = trainable_masks(model, **train_only) if train_only else None
-        self.params = [p for p in model.parameters() if keep is None or p in keep]
-        # Only partly trainable tensors need restoring (and a pristine copy to restore from);
-        # wholly trainable ones (the MLPs) are left to the optimizer.
-        self._partial = {p: m for p, m in keep.items() if not bool(m.all())} if keep is not None else {}
-        self._frozen = {p: p.detach().clone() for p in self._partial}
-
-    def restore(self) -> None:
-        with torch.no_grad():
-            for p, trainable in self._partial.items():
-                p.copy_(torch.where(trainable, p, self._frozen[p]))
 
 
 def trainable_masks(model, heads=(), mlp: bool = False) -> dict:
@@ -310,49 +296,53 @@ def _silence_hooks(model, reserved) -> list:
     """Forward pre-hooks on ``o_proj`` that zero the ``reserved`` heads' outputs ((layer, head)
     pairs) while the model trains: it learns without them, and :func:`silence_heads` makes that
     exact in the saved weights. Every edge from or into a silenced head then scores exactly 0."""
-    cfg = model.config
-    n_heads, head_dim = cfg.num_attention_heads, cfg.head_dim
+    def off(b: int, heads: list[int]) -> torch.Tensor:
+        return torch.zeros(1, 1, len(heads), 1)
 
-    def hook(off: list[int]):
-        keep = torch.ones(1, 1, n_heads, 1)  # built once per layer, not on every forward
-        keep[:, :, off] = 0
-
-        def pre(module, args):
-            if not module.training:
-                return None
-            (x, *rest) = args
-            b, t, _ = x.shape
-            return (x.view(b, t, n_heads, head_dim).mul(keep.to(x.dtype)).view(b, t, n_heads * head_dim), *rest)
-        return pre
-
-    by_layer: dict[int, list[int]] = {}
-    for layer, head in reserved:
-        by_layer.setdefault(layer, []).append(head)
-    return [model.model.layers[i].self_attn.o_proj.register_forward_pre_hook(hook(off)) for i, off in by_layer.items()]
+    return _head_gate_hooks(model, reserved, off, fixed=True)
 
 
 def _dropout_hooks(model, heads, p: float, seed: int) -> list:
     """Forward pre-hooks on ``o_proj`` that, while the model trains, zero each of ``heads``
     ((layer, head) pairs) in each example with probability ``p`` and scale the kept ones by
     1/(1 - p) (inverted dropout, per head): the model learns not to depend on any one of them."""
-    cfg = model.config
-    n_heads, head_dim = cfg.num_attention_heads, cfg.head_dim
     gen = torch.Generator().manual_seed(seed)
 
-    def hook(layer_idx: int):
-        mine = [h for l, h in heads if l == layer_idx]
+    def drop(b: int, mine: list[int]) -> torch.Tensor:
+        return (torch.rand(b, 1, len(mine), 1, generator=gen) >= p).float() / (1 - p)
+
+    return _head_gate_hooks(model, heads, drop)
+
+
+def _head_gate_hooks(model, heads, gate: Callable[[int, list[int]], torch.Tensor], fixed: bool = False) -> list:
+    """Forward pre-hooks on the ``o_proj`` of each layer with some of ``heads`` ((layer, head)
+    pairs) that, while the model trains, multiply those heads' outputs by ``gate(batch, heads of
+    the layer)`` (shape ``(batch or 1, 1, n, 1)``). With ``fixed`` the gate does not depend on the
+    batch and is built once per layer, not on every forward."""
+    cfg = model.config
+    n_heads, head_dim = cfg.num_attention_heads, cfg.head_dim
+    by_layer: dict[int, list[int]] = {}
+    for layer, head in heads:
+        by_layer.setdefault(layer, []).append(head)
+
+    def hook(mine: list[int]):
+        def mask(b: int) -> torch.Tensor:
+            keep = torch.ones(b, 1, n_heads, 1)
+            keep[:, :, mine] = gate(b, mine)
+            return keep
+
+        built = mask(1) if fixed else None
 
         def pre(module, args):
-            if not module.training or not mine:
+            if not module.training:
                 return None
             (x, *rest) = args
             b, t, _ = x.shape
-            keep = torch.ones(b, 1, n_heads, 1)
-            keep[:, :, mine] = (torch.rand(b, 1, len(mine), 1, generator=gen) >= p).float() / (1 - p)
+            keep = built if built is not None else mask(b)
             return (x.view(b, t, n_heads, head_dim).mul(keep.to(x.dtype)).view(b, t, n_heads * head_dim), *rest)
         return pre
 
-    return [layer.self_attn.o_proj.register_forward_pre_hook(hook(i)) for i, layer in enumerate(model.model.layers)]
+    return [model.model.layers[i].self_attn.o_proj.register_forward_pre_hook(hook(mine)) for i, mine in by_layer.items()]
 
 
 # --- what each supervised stage trains on ---------------------------------------------------
