@@ -146,8 +146,13 @@ def _build_into(out: Path, preset: str, rhash: str, log: Log) -> dict:
     from sparkql.runtime.zoo.grpo import grpo
 
     r = layout_mod.recipe(preset)
+    start = r["grpo"].get("from_sft_step")
+    if start and start not in layout_mod.layout(preset)["sft"]:  # fail now, not after the SFT stage
+        raise ValueError(f"the {preset} recipe starts GRPO from sft/checkpoint-{start}, "
+                         f"which SFT does not save: {layout_mod.layout(preset)['sft']}")
     log(f"building the {preset} zoo: base {r['base']['steps']} steps, sft {r['sft']['steps']}, "
-        f"grpo {r['grpo']['steps']}, then eval on {r['eval']['problems']} problems per set; "
+        f"grpo {r['grpo']['steps']}" + (f" (from sft/checkpoint-{start})" if start else "")
+        + f", then eval on {r['eval']['problems']} problems per set; "
         "each stage prints its steps with the time left")
     seed = r["seed"]
     out.mkdir(parents=True)
@@ -219,7 +224,11 @@ def _build_into(out: Path, preset: str, rhash: str, log: Log) -> dict:
                              save_every=s["save_every"], tokenizer=tok, log_every=10, on_log=progress("sft"),
                              train_only=s.get("train_only"))
         with stage("grpo"):
-            grpo_model = copy.deepcopy(model)
+            # GRPO starts from the base, or (the demo) from an early SFT checkpoint, as RL runs
+            # start from a short SFT warm-up: loaded back from its directory, so the series
+            # continues exactly the model that checkpoint holds.
+            grpo_model = (train.load_hf(out / "sft" / f"checkpoint-{start}") if start
+                          else copy.deepcopy(model))
             grpo_hist = grpo(grpo_model, tok, r["grpo"], seed=seed + 2,
                              instruction_share=r["data"]["instruction_share"], out_dir=out / "grpo",
                              on_log=progress("grpo"))

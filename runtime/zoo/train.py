@@ -107,6 +107,13 @@ def save_hf(model, tokenizer, out: Path) -> None:
     tokenizer.save_pretrained(out)
 
 
+def load_hf(path: Path):
+    """A model saved by :func:`save_hf`, loaded back for more training (sdpa, as trained)."""
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(path, local_files_only=True, attn_implementation="sdpa")
+
+
 def write_trainer_state(out: Path, *, step: int, max_steps: int, log_history: list[dict], save_every: int,
                         batch_size: int, extra: dict | None = None) -> None:
     """``trainer_state.json`` as HF Trainer writes it (the fields readers rely on)."""

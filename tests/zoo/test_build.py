@@ -204,3 +204,36 @@ def test_builders_in_one_process_probe_the_cache_without_racing(tmp_path):
         t.join()
     assert errors == []
     assert list(tmp_path.iterdir()) == []  # every probe removed
+
+
+def _tensors(d):
+    from safetensors.torch import load_file
+
+    return load_file(str(d / "model.safetensors"))
+
+
+def test_grpo_can_start_from_an_sft_checkpoint(micro_preset, tmp_path):
+    """With ``from_sft_step`` GRPO continues that SFT checkpoint, not the base: at learning rate 0
+    its checkpoints hold exactly the SFT checkpoint's weights (read back from the saved files)."""
+    from sparkql.runtime.zoo.build import build_zoo
+
+    zoo.PRESETS[micro_preset]["grpo"].update(from_sft_step=2, lr=0.0)
+    logs: list[str] = []
+    build_zoo(tmp_path / "z", preset=micro_preset, log=logs.append)
+    assert "(from sft/checkpoint-2)" in logs[0]
+    sft2, sft4 = (_tensors(tmp_path / "z" / "sft" / f"checkpoint-{s}") for s in (2, 4))
+    base = _tensors(tmp_path / "z" / "base")
+    for step in zoo.layout(micro_preset)["grpo"]:
+        grpo = _tensors(tmp_path / "z" / "grpo" / f"checkpoint-{step}")
+        assert all(grpo[k].equal(sft2[k]) for k in sft2)
+    assert any(not sft2[k].equal(base[k]) for k in base) and any(not sft2[k].equal(sft4[k]) for k in sft4)
+
+
+def test_grpo_from_a_step_sft_does_not_save_fails_before_training(micro_preset, tmp_path):
+    from sparkql.runtime.zoo.build import build_zoo
+
+    zoo.PRESETS[micro_preset]["grpo"]["from_sft_step"] = 3  # micro saves SFT at steps 2 and 4
+    logs: list[str] = []
+    with pytest.raises(ValueError, match=r"sft/checkpoint-3, which SFT does not save: \[2, 4\]"):
+        build_zoo(tmp_path / "z", preset=micro_preset, log=logs.append)
+    assert logs == [] and not (tmp_path / "z").exists()
