@@ -206,7 +206,9 @@ def render(summary: StudySummary, console) -> None:
                   title_justify="left", box=None, header_style="bold")
         for col in ("dataset", "model", "variant", "pass@1", "delta", "K", "pass@K", "delta"):
             numeric = col in ("pass@1", "delta", "K", "pass@K")
-            t.add_column(col, justify="right" if numeric else "left", no_wrap=numeric or col == "dataset")
+            # a model's name is never cut: "sft[step=80…" would read as another checkpoint
+            t.add_column(col, justify="right" if numeric else "left", no_wrap=numeric or col == "dataset",
+                         overflow="fold", min_width=max(len(r.model) for r in summary.scores) if col == "model" else None)
 
         def cells(r) -> list[str]:
             if r is None:
@@ -244,14 +246,20 @@ def render_controls(rows: list[ControlRow], console) -> None:
 
     t = Table(title="interventions vs random controls (same model, op, factor and head count; "
                     "beats: share of controls it exceeds in its own direction)",
-              title_justify="left", box=None, header_style="bold")
-    for col in ("dataset", "model", "variant", "k", "delta", "controls", "mean", "sd", "beats"):
-        numeric = col not in ("dataset", "model", "variant")
-        t.add_column(col, justify="right" if numeric else "left", no_wrap=numeric or col == "dataset")
-    for r in rows:
-        t.add_row(Text(r.dataset), Text(r.model), Text(r.variant), "" if r.k is None else str(r.k),
-                  f"{r.delta:+.3f}", str(r.controls), f"{r.control_mean:+.3f}",
-                  "" if r.control_sd is None else f"{r.control_sd:.3f}", f"{r.beats:.0%}")
+              title_justify="left", box=None, header_style="bold", pad_edge=False)
+    cols = ("dataset", "model", "variant", "k", "delta", "controls", "mean", "sd", "beats")
+    cells = [[r.dataset, r.model, r.variant, "" if r.k is None else str(r.k), f"{r.delta:+.3f}", str(r.controls),
+              f"{r.control_mean:+.3f}", "" if r.control_sd is None else f"{r.control_sd:.3f}", f"{r.beats:.0%}"]
+             for r in rows]
+    for i, col in enumerate(cols):
+        # Numbers and model names are never cut (a cut "sft[step=80…" would read as another
+        # checkpoint); the variant's name folds when the terminal is narrow.
+        whole = col not in ("dataset", "variant")
+        t.add_column(col, justify="left" if col in ("dataset", "model", "variant") else "right",
+                     no_wrap=col != "variant", overflow="fold",
+                     min_width=max(len(c[i]) for c in [cols, *cells]) if whole else None)
+    for c in cells:
+        t.add_row(*(Text(x) for x in c))
     console.print(t)
 
 

@@ -134,3 +134,30 @@ def test_the_run_summary_shows_controls_and_the_short_top_k(run, tiny_qwen2):
     text = buf.getvalue()
     assert "interventions vs random controls" in text and "7 evals of random-control draws" in text
     assert "too_few on base: top 3 asked, the set has 2 head(s) (L0H1, L1H2)" in text
+
+
+def test_the_summary_at_80_columns_never_cuts_a_model_name_or_a_number():
+    """A cut name reads as another model ("sft[step=80…" for sft[step=800] beside sft[step=80]),
+    and a cut number as another value: both stay whole, the variant's name folds instead."""
+    from io import StringIO
+
+    from rich.console import Console
+
+    from sparkql.store.summary import ControlRow, ScoreRow, StudySummary, render
+
+    controls = [ControlRow(dataset="toy_hard", model="sft[step=800]", variant=v, k=1, delta=-0.425, controls=20,
+                           control_mean=-0.038, control_sd=0.009, beats=1.0)
+                for v in ("sft_ablated", "a_variant_with_a_long_name_that_cannot_fit")]
+    scores = [ScoreRow(dataset="toy_hard", model=m, variant="intact", metric="pass@k", k=1, value=0.4,
+                       stderr=None, delta=None)
+              for m in ("sft[step=80]", "sft[step=800]", "grpo[step=160]")]
+    buf = StringIO()
+    render(StudySummary(scores=scores, controls=controls, n_control_evals=20),
+           Console(file=buf, width=80, color_system=None))
+    lines = buf.getvalue().splitlines()
+    rows = [line.split() for line in lines if line.lstrip().startswith("toy_hard")]
+    assert [r[1] for r in rows] == ["sft[step=80]", "sft[step=800]", "grpo[step=160]",
+                                    "sft[step=800]", "sft[step=800]"]
+    assert all(r[-5:] == ["-0.425", "20", "-0.038", "0.009", "100%"] for r in rows[3:])
+    assert rows[3][2] == "sft_ablated"  # a short variant's name fits whole
+    assert max(len(line) for line in lines) <= 80
