@@ -9,7 +9,8 @@ sets, the GRPO reward by quarter of training, and the trace share of each model.
 1 when a goal fails. Goals (full preset): the whole build <= 900 s on 2 CPU cores (it was 300 s
 until the demo gained its ground truth: SFT trains 800 steps through three heads and the MLPs
 only; then 600 s, until the base gained its redundant heads, 200 steps more, and GRPO went from
-80 steps of 8 prompts to 160 of 16: 794 s alone); the base answers easy problems (>= 60%); SFT
+80 steps of 8 prompts to 160 of 16: 794 s alone; 825 s once GRPO started from SFT's step-80
+warm-up, whose traced answers are longer to sample); the base answers easy problems (>= 60%); SFT
 beats the base on hard problems; the GRPO reward of the last quarter beats the first quarter.
 """
 

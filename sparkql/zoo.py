@@ -72,7 +72,7 @@ _RESERVED = [[1, 3], [2, 3], [3, 3]]
 _COPIES = [[[layer, 0], [[layer, 1], [layer, 2]]] for layer in (1, 2, 3)]
 
 # Every number that shapes the zoo. Step counts and learning rates were chosen so the full build
-# takes about 13 minutes on 2 CPU cores, and so the demo's findings held on two draws
+# takes about 14 minutes on 2 CPU cores, and so the demo's findings held on two draws
 # (SPARKQL_ZOO_SEED=0 and 1 with another CPU code path; docs/toy.md).
 PRESETS: dict[str, dict] = {
     "full": {
@@ -88,9 +88,9 @@ PRESETS: dict[str, dict] = {
         # GRPO starts from SFT's first checkpoint (80 steps, a tenth of the run), as RL runs start
         # from a short SFT warm-up, and trains every weight. From the base, GRPO's reward rose but its
         # circuits did not move: it sharpened what the base does. From the warm-up, the reward rises
-        # by a half (0.14 -> 0.21, 0.15 -> 0.20 by quarter on two draws) and GRPO reshapes which heads
-        # the circuit uses (docs/toy.md). lr 1e-4 with 16 prompts a step: at 3e-4 with 8, from the
-        # base, the reward fell (0.23 -> 0.14 by quarter) and easy problems went from 60% to 29%.
+        # (0.14 -> 0.21 and 0.16 -> 0.18 by quarter on two draws) while base heads leave and rejoin
+        # the circuit (docs/toy.md). lr 1e-4 with 16 prompts a step: at 3e-4 with 8, from the base,
+        # the reward fell (0.23 -> 0.14 by quarter) and easy problems went from 60% to 29%.
         "grpo": {"steps": 160, "prompts": 16, "group": 8, "lr": 1e-4, "temperature": 1.0,
                  "max_new_tokens": 40, "save_every": 20, "from_sft_step": 80},
         "eval": {"problems": 80},
