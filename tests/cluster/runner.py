@@ -29,6 +29,9 @@ def main() -> None:
     ap.add_argument("--kill-after-commits", type=int)
     ap.add_argument("--kill-after-samples", action="store_true")
     a = ap.parse_args()
+    # Ctrl-C as a terminal delivers it, however the tests were started: a shell's background job
+    # (`.ci/run &` in a script) starts its children with SIGINT ignored, and Python keeps it so.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
     if a.kill_after_samples:
         real_write = api.Store.write
