@@ -147,9 +147,10 @@ def _build_into(out: Path, preset: str, rhash: str, log: Log) -> dict:
 
     r = layout_mod.recipe(preset)
     start = r["grpo"].get("from_sft_step")
-    if start and start not in layout_mod.layout(preset)["sft"]:  # fail now, not after the SFT stage
+    sft_saves = layout_mod.layout(preset)["sft"]
+    if start and start not in sft_saves:  # fail now, not after the SFT stage
         raise ValueError(f"the {preset} recipe starts GRPO from sft/checkpoint-{start}, "
-                         f"which SFT does not save: {layout_mod.layout(preset)['sft']}")
+                         f"which SFT does not save: {sft_saves}")
     log(f"building the {preset} zoo: base {r['base']['steps']} steps, sft {r['sft']['steps']}, "
         f"grpo {r['grpo']['steps']}" + (f" (from sft/checkpoint-{start})" if start else "")
         + f", then eval on {r['eval']['problems']} problems per set; "

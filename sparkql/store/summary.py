@@ -204,11 +204,6 @@ def render(summary: StudySummary, console) -> None:
             rows.setdefault((r.dataset, r.model, r.variant), {})[r.k] = r
         t = Table(title="pass@k, intact vs variants (delta: variant minus its intact model; more in the scores view)",
                   title_justify="left", box=None, header_style="bold")
-        for col in ("dataset", "model", "variant", "pass@1", "delta", "K", "pass@K", "delta"):
-            numeric = col in ("pass@1", "delta", "K", "pass@K")
-            # a model's name is never cut: "sft[step=80…" would read as another checkpoint
-            t.add_column(col, justify="right" if numeric else "left", no_wrap=numeric or col == "dataset",
-                         overflow="fold", min_width=max(len(r.model) for r in summary.scores) if col == "model" else None)
 
         def cells(r) -> list[str]:
             if r is None:
@@ -216,11 +211,13 @@ def render(summary: StudySummary, console) -> None:
             shown = r.delta is not None and r.variant != "intact"
             return [f"{r.value:.3f}", f"{r.delta:+.3f}" if shown else ""]
 
+        table_rows = []
         for (dataset, model, variant), by_k in rows.items():
             kmax = max((k for k in by_k if k is not None), default=None)
             last = cells(by_k.get(kmax)) if kmax not in (None, 1) else ["", ""]
-            t.add_row(Text(dataset), Text(model), Text(variant), *cells(by_k.get(1)),
-                      str(kmax) if kmax not in (None, 1) else "", *last)
+            table_rows.append([dataset, model, variant, *cells(by_k.get(1)),
+                               str(kmax) if kmax not in (None, 1) else "", *last])
+        _fill_whole(t, ("dataset", "model", "variant", "pass@1", "delta", "K", "pass@K", "delta"), table_rows)
         console.print(t)
         if summary.n_control_evals:
             console.print(Text(f"(+ {summary.n_control_evals} evals of random-control draws: the scores view, "
@@ -233,6 +230,21 @@ def render(summary: StudySummary, console) -> None:
                            f"{len(r.heads)} head(s) ({heads})", style="yellow"))
 
 
+def _fill_whole(t, cols: tuple[str, ...], rows: list[list[str]]) -> None:
+    """Add ``cols`` (the first three are text, left-aligned; the rest numbers) and ``rows`` to a
+    rich table. Every cell but the variant's name is kept whole, however narrow the terminal: a cut
+    model name reads as another model ("sft[step=80…" for sft[step=800]) and a cut number as
+    another value; the variant's name folds instead."""
+    from rich.text import Text
+
+    for i, col in enumerate(cols):
+        whole = col != "variant"
+        t.add_column(col, justify="left" if i < 3 else "right", no_wrap=whole, overflow="fold",
+                     min_width=max(len(c[i]) for c in [cols, *rows]) if whole else None)
+    for r in rows:
+        t.add_row(*(Text(x) for x in r))
+
+
 def _head_cell(head: str, share: float | None, folds: str | None) -> str:
     """``L1H2``, ``L1H2 (0.86)`` or ``L1H2 (0.86, 2/3)``."""
     parts = ([] if share is None else [f"{share:.2f}"]) + ([] if folds is None else [folds])
@@ -242,24 +254,14 @@ def _head_cell(head: str, share: float | None, folds: str | None) -> str:
 def render_controls(rows: list[ControlRow], console) -> None:
     """Each chosen intervention's delta beside its random controls' (the `scores` view's columns)."""
     from rich.table import Table
-    from rich.text import Text
 
     t = Table(title="interventions vs random controls (same model, op, factor and head count; "
                     "beats: share of controls it exceeds in its own direction)",
               title_justify="left", box=None, header_style="bold", pad_edge=False)
-    cols = ("dataset", "model", "variant", "k", "delta", "controls", "mean", "sd", "beats")
     cells = [[r.dataset, r.model, r.variant, "" if r.k is None else str(r.k), f"{r.delta:+.3f}", str(r.controls),
               f"{r.control_mean:+.3f}", "" if r.control_sd is None else f"{r.control_sd:.3f}", f"{r.beats:.0%}"]
              for r in rows]
-    for i, col in enumerate(cols):
-        # Numbers and model names are never cut (a cut "sft[step=80…" would read as another
-        # checkpoint); the variant's name folds when the terminal is narrow.
-        whole = col not in ("dataset", "variant")
-        t.add_column(col, justify="left" if col in ("dataset", "model", "variant") else "right",
-                     no_wrap=col != "variant", overflow="fold",
-                     min_width=max(len(c[i]) for c in [cols, *cells]) if whole else None)
-    for c in cells:
-        t.add_row(*(Text(x) for x in c))
+    _fill_whole(t, ("dataset", "model", "variant", "k", "delta", "controls", "mean", "sd", "beats"), cells)
     console.print(t)
 
 
